@@ -1,0 +1,1 @@
+"""Runs the whole system locally: embedded backing services and the three services."""

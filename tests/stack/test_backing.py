@@ -1,0 +1,256 @@
+"""Tests for stack.backing: real PostgreSQL, Redis and Triton processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pytest
+import redis
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from stack.backing import (
+    BackingServiceError,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    TritonServer,
+    free_port,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL_REPOSITORY = REPO_ROOT / "deploy" / "triton" / "model_repository"
+WEIGHTS = MODEL_REPOSITORY / "answer_scorer" / "1" / "weights.json"
+FEATURES = (
+    "kind_formula", "kind_text", "parses", "value_match", "function_overlap",
+    "hardcoded", "concept_coverage", "reference_recall", "length_ratio",
+    "excel_vocab_density",
+)
+
+
+def _uid_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def test_free_port_is_bindable() -> None:
+    port = free_port()
+    assert 1024 < port < 65536
+
+
+# -- PostgreSQL ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    with EmbeddedPostgres(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+async def test_postgres_data_survives_restart(postgres: EmbeddedPostgres) -> None:
+    assert postgres.url == (
+        f"postgresql://xlinterview:xlinterview@127.0.0.1:{postgres.port}/xlinterview"
+    )
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        await conn.execute("CREATE TABLE notes (id int PRIMARY KEY, body text)")
+        await conn.execute("INSERT INTO notes VALUES (1, 'kept')")
+        assert await conn.fetchval("SELECT body FROM notes WHERE id = 1") == "kept"
+        assert await conn.fetchval("SELECT current_database()") == "xlinterview"
+    finally:
+        await conn.close()
+
+    postgres.stop()
+    assert not postgres.running
+    postgres.start()
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        assert await conn.fetchval("SELECT body FROM notes WHERE id = 1") == "kept"
+    finally:
+        await conn.close()
+
+
+def test_postgres_start_is_idempotent(postgres: EmbeddedPostgres) -> None:
+    pid = postgres.pid
+    postgres.start()
+    assert postgres.pid == pid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root")
+def test_postgres_runs_unprivileged_as_root(postgres: EmbeddedPostgres) -> None:
+    assert postgres.pid is not None
+    assert _uid_of(postgres.pid) != 0
+
+
+def test_postgres_second_instance_on_same_dir_refused(postgres: EmbeddedPostgres) -> None:
+    with pytest.raises(BackingServiceError, match="already used"):
+        EmbeddedPostgres(postgres.data_dir).start()
+
+
+async def test_postgres_restarts_after_kill_9(postgres: EmbeddedPostgres) -> None:
+    pid = postgres.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while postgres.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (postgres.pgdata / "postmaster.pid").exists()  # stale, left by the kill
+
+    postgres.start()
+    assert postgres.pid != pid
+    conn = await asyncpg.connect(postgres.url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM notes") == 1
+    finally:
+        await conn.close()
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def test_redis_data_survives_restart(redis_server: EmbeddedRedis) -> None:
+    assert redis_server.url == f"redis://127.0.0.1:{redis_server.port}/0"
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.set("interview:1", "in-progress")
+        client.hset("session:1", mapping={"q": "3", "score": "0.75"})
+    finally:
+        client.close()
+
+    redis_server.stop()
+    assert not redis_server.running
+    redis_server.start()
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert client.get("interview:1") == b"in-progress"
+        assert client.hgetall("session:1") == {b"q": b"3", b"score": b"0.75"}
+    finally:
+        client.close()
+    assert (redis_server.data_dir / "appendonly.aof").exists()
+
+
+# -- Triton -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    with TritonServer(MODEL_REPOSITORY, tmp_path_factory.mktemp("triton")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def triton_client(triton: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
+    client = grpcclient.InferenceServerClient(triton.url)
+    yield client
+    client.close()
+
+
+def _score(client: grpcclient.InferenceServerClient, rows: np.ndarray) -> np.ndarray:
+    inp = grpcclient.InferInput("FEATURES", list(rows.shape), "FP32")
+    inp.set_data_from_numpy(rows)
+    result = client.infer("answer_scorer", [inp])
+    out = result.as_numpy("SCORE")
+    assert out is not None
+    return out
+
+
+def _expected(rows: np.ndarray) -> np.ndarray:
+    spec = json.loads(WEIGHTS.read_text())
+    assert tuple(spec["feature_names"]) == FEATURES
+    z = rows.astype(np.float64) @ np.asarray(spec["weights"]) + spec["bias"]
+    return (1.0 / (1.0 + np.exp(-z))).reshape(-1, 1)
+
+
+def test_triton_batch_matches_logistic_formula(
+    triton: TritonServer, triton_client: grpcclient.InferenceServerClient
+) -> None:
+    assert triton.url == f"127.0.0.1:{triton.grpc_port}"
+    rows = np.random.default_rng(7).random((3, 10), dtype=np.float32)
+    scores = _score(triton_client, rows)
+    assert scores.shape == (3, 1)
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, _expected(rows), rtol=1e-5, atol=1e-6)
+
+
+def _row(**values: float) -> list[float]:
+    assert set(values) <= set(FEATURES)
+    return [values.get(name, 0.0) for name in FEATURES]
+
+
+def test_triton_scores_follow_documented_behaviour(
+    triton_client: grpcclient.InferenceServerClient,
+) -> None:
+    rows = np.array(
+        [
+            _row(kind_formula=1, parses=1, value_match=1),  # correct formula
+            _row(kind_formula=1, parses=1, value_match=1, hardcoded=1),  # typed-in constant
+            _row(kind_formula=1, parses=1),  # wrong formula
+            _row(kind_formula=1, parses=1, function_overlap=1, length_ratio=1,
+                 excel_vocab_density=1),  # wrong formula, right functions
+            _row(kind_text=1, concept_coverage=1, reference_recall=0.6, length_ratio=0.5),
+            _row(kind_text=1, reference_recall=0.3, length_ratio=1, excel_vocab_density=0.3),
+        ],
+        dtype=np.float32,
+    )
+    s = _score(triton_client, rows)[:, 0]
+    assert s[0] > 0.9
+    assert s[1] < 0.3
+    assert s[2] < 0.3 and s[3] < 0.3 and s[3] > s[2]
+    assert s[4] > 0.85
+    assert s[5] < 0.15
+
+
+def test_triton_rejects_wrong_shape(triton_client: grpcclient.InferenceServerClient) -> None:
+    rows = np.zeros((2, 9), dtype=np.float32)
+    with pytest.raises(InferenceServerException, match="FEATURES|shape"):
+        _score(triton_client, rows)
+
+
+def test_triton_model_rejects_nan(triton_client: grpcclient.InferenceServerClient) -> None:
+    rows = np.zeros((2, 10), dtype=np.float32)
+    rows[1, 3] = np.nan
+    with pytest.raises(InferenceServerException, match="value_match"):
+        _score(triton_client, rows)
+    # A bad request does not poison the model: a good one still works.
+    assert _score(triton_client, np.zeros((1, 10), dtype=np.float32)).shape == (1, 1)
+
+
+@pytest.mark.parametrize("model_py", [None, "raise"], ids=["no-model-py", "init-raises"])
+def test_triton_start_failure_reports_log(tmp_path: Path, model_py: str | None) -> None:
+    broken = tmp_path / "repo" / "broken"
+    (broken / "1").mkdir(parents=True)
+    (broken / "config.pbtxt").write_text(
+        'name: "broken"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X" data_type: TYPE_FP32 dims: [1] }]\n'
+        'output [{ name: "Y" data_type: TYPE_FP32 dims: [1] }]\n'
+    )
+    if model_py is not None:
+        (broken / "1" / "model.py").write_text(
+            "class TritonPythonModel:\n"
+            "    def initialize(self, args):\n"
+            "        raise ValueError('weights are broken')\n"
+        )
+    server = TritonServer(tmp_path / "repo", tmp_path / "data", start_timeout=60)
+    started = time.monotonic()
+    with pytest.raises(BackingServiceError) as info:
+        server.start()
+    assert time.monotonic() - started < 30  # fails fast, not by timeout
+    message = str(info.value)
+    assert "tritonserver" in message
+    assert ("model.py" in message) if model_py is None else ("weights are broken" in message)
+    assert not server.running
