@@ -1,0 +1,1 @@
+"""The interviewer: runs interview sessions, stores answers, asks the scorer to grade them."""

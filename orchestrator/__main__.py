@@ -1,0 +1,49 @@
+"""``xli-orchestrator``: runs the Orchestrator gRPC service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from common.errors import Unavailable
+from common.grpc_server import create_server, serve
+from common.logging import configure_logging
+from common.metrics import start_metrics_server
+from orchestrator.app import SERVICE_NAME, Orchestrator
+from orchestrator.bank import BankError
+from orchestrator.settings import MissingSetting, OrchestratorSettings
+
+log = logging.getLogger("orchestrator")
+
+
+async def run(settings: OrchestratorSettings) -> None:
+    """Starts the orchestrator and serves until SIGTERM/SIGINT."""
+    app = Orchestrator(settings)
+    await app.start()
+    server = create_server()
+    app.add_to_server(server)
+    await serve(server, settings.listen_address, [SERVICE_NAME], on_stop=app.close)
+
+
+def main() -> None:
+    """Console entry point; exits with status 2 on configuration errors, 1 when a
+    backing service cannot be reached."""
+    settings = OrchestratorSettings()
+    configure_logging("orchestrator", settings.log_level, settings.log_json)
+    try:
+        settings.require_backing_urls()
+        start_metrics_server(settings.metrics_port)
+        # The default asyncio loop: grpc.aio is built and tested on it; uvloop would
+        # add a dependency on grpc.aio's less-trodden custom-loop path for little gain.
+        asyncio.run(run(settings))
+    except (MissingSetting, BankError) as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
+    except Unavailable as exc:
+        log.error("cannot start: %s", exc.message)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,555 @@
+"""PostgreSQL access: migrations, the item versions, sessions, answers and scores.
+
+PostgreSQL is the interviewer's source of truth. Every operation is bounded by a
+timeout, and a database that cannot be reached becomes :class:`common.errors.Unavailable`
+instead of a hang or an internal error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import asyncpg
+from google.protobuf import json_format
+
+from common.errors import FailedPrecondition, NotFound, ServiceError, Unavailable
+from orchestrator.bank import Item, ItemVersion, item_from_content
+from xlinterview.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Advisory-lock keys ("xli" + purpose) so concurrent starts serialise instead of racing.
+MIGRATION_LOCK = 0x786C_6900_0001
+BANK_IMPORT_LOCK = 0x786C_6900_0002
+
+# Migrations may rebuild tables; they get far more time than a request does.
+MIGRATION_TIMEOUT_S = 300.0
+
+STATUS_IN_PROGRESS = "in_progress"
+STATUS_FINISHED = "finished"
+
+# Errors that mean "the database cannot be reached or is going away", not "the query is wrong".
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_UNAVAILABLE_ERRORS)
+
+
+class ItemRef(NamedTuple):
+    """Names one item version."""
+
+    item_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """A ``sessions`` row; ``items`` is the interview's ordered item versions."""
+
+    session_id: uuid.UUID
+    candidate_name: str
+    status: str
+    items: tuple[ItemRef, ...]
+    position: int
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == STATUS_FINISHED
+
+
+@dataclass(frozen=True)
+class AnswerRow:
+    """An ``answers`` row."""
+
+    answer_id: uuid.UUID
+    session_id: uuid.UUID
+    item_id: str
+    item_version: int
+    position: int
+    answer: str
+    idempotency_key: str
+    submitted_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What :meth:`Database.submit_answer` did.
+
+    Attributes:
+        answer: The stored answer (the earlier one when ``replayed``).
+        session: The session after the answer was stored.
+        replayed: True when the idempotency key had been used: nothing was stored.
+    """
+
+    answer: AnswerRow
+    session: SessionRow
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An answer with its newest score; ``score`` is None while it waits to be scored."""
+
+    answer: AnswerRow
+    score: common_pb2.Score | None
+
+
+def score_to_json(score: common_pb2.Score) -> dict[str, Any]:
+    """The Score message in the protobuf JSON mapping, as stored in ``scores.score``."""
+    return json_format.MessageToDict(
+        score, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+def score_from_json(data: dict[str, Any]) -> common_pb2.Score:
+    """Inverse of :func:`score_to_json`; fields added to Score later are ignored, not fatal."""
+    return json_format.ParseDict(data, common_pb2.Score(), ignore_unknown_fields=True)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _session(row: asyncpg.Record) -> SessionRow:
+    return SessionRow(
+        session_id=row["session_id"],
+        candidate_name=row["candidate_name"],
+        status=row["status"],
+        items=tuple(ItemRef(entry["item_id"], int(entry["version"])) for entry in row["items"]),
+        position=row["position"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _answer(row: asyncpg.Record) -> AnswerRow:
+    return AnswerRow(
+        answer_id=row["answer_id"],
+        session_id=row["session_id"],
+        item_id=row["item_id"],
+        item_version=row["item_version"],
+        position=row["position"],
+        answer=row["answer"],
+        idempotency_key=row["idempotency_key"],
+        submitted_at=row["submitted_at"],
+    )
+
+
+_SESSION_COLUMNS = "session_id, candidate_name, status, items, position, started_at, finished_at"
+_ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
+
+
+def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
+    """The ``NNNN_name.sql`` files of ``directory`` as (version, name, path), in version order.
+
+    Raises:
+        ValueError: When a file name has no version or two files share one.
+    """
+    found: dict[int, tuple[int, str, Path]] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = re.fullmatch(r"(\d+)_([A-Za-z0-9_]+)\.sql", path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration files are named NNNN_description.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise ValueError(f"{path}: version {version} is also used by {found[version][2]}")
+        found[version] = (version, match.group(2), path)
+    return [found[v] for v in sorted(found)]
+
+
+class Database:
+    """The orchestrator's tables behind an asyncpg pool.
+
+    Args:
+        pool: An open pool whose connections decode ``jsonb`` to Python objects
+            (as :meth:`connect` sets up).
+        timeout_s: Upper bound for one operation, including waiting for a connection.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        timeout_s: float = 5.0,
+        min_size: int = 1,
+        max_size: int = 10,
+        startup_timeout_s: float = 0.0,
+    ) -> Database:
+        """Opens a pool, retrying until ``startup_timeout_s`` while PostgreSQL is starting.
+
+        Raises:
+            Unavailable: When PostgreSQL could not be reached in time.
+        """
+        deadline = time.monotonic() + startup_timeout_s
+        delay = 0.2
+        while True:
+            try:
+                pool = await asyncio.wait_for(
+                    asyncpg.create_pool(
+                        dsn,
+                        min_size=min_size,
+                        max_size=max_size,
+                        command_timeout=timeout_s,
+                        timeout=timeout_s,
+                        init=_init_connection,
+                    ),
+                    timeout=timeout_s * 2,
+                )
+                return cls(pool, timeout_s)
+            except _CONNECT_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise Unavailable(f"cannot reach PostgreSQL: {exc or type(exc).__name__}") from exc
+                log.warning("PostgreSQL not reachable yet (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def close(self) -> None:
+        """Closes the pool, waiting at most the operation timeout for queries in flight."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=self._timeout_s)
+        except TimeoutError:
+            self._pool.terminate()
+
+    @asynccontextmanager
+    async def _guard(self, what: str, timeout_s: float | None = None) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(timeout_s or self._timeout_s):
+                yield
+        except ServiceError:
+            raise
+        except TimeoutError as exc:
+            log.warning("database timed out while trying to %s", what)
+            raise Unavailable(f"the database did not answer in time ({what}); try again shortly") from exc
+        except _UNAVAILABLE_ERRORS as exc:
+            log.warning("database unavailable while trying to %s: %r", what, exc)
+            raise Unavailable(f"the database is unavailable ({what}); try again shortly") from exc
+
+    @asynccontextmanager
+    async def _connection(self, what: str, timeout_s: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        async with self._guard(what, timeout_s), self._pool.acquire() as conn:
+            yield conn
+
+    # -- schema -------------------------------------------------------------------------
+
+    async def migrate(self, directory: Path = MIGRATIONS_DIR) -> list[int]:
+        """Applies the pending migrations of ``directory`` in version order.
+
+        All pending migrations run in one transaction under an advisory lock, so two
+        processes starting together apply each migration once and a failing
+        migration leaves the schema as it was.
+
+        Returns:
+            The versions applied by this call (empty when the schema was current).
+        """
+        migrations = discover_migrations(directory)
+        async with self._connection("apply migrations", MIGRATION_TIMEOUT_S) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT_S)
+            await conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    int         PRIMARY KEY,
+                    name       text        NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, path in migrations:
+                if version in done:
+                    continue
+                log.info("applying migration %04d_%s", version, name)
+                await conn.execute(path.read_text(encoding="utf-8"), timeout=MIGRATION_TIMEOUT_S)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+                applied.append(version)
+            unknown = sorted(done - {m[0] for m in migrations})
+            if unknown:
+                # A newer release migrated this database; old code keeps running on it.
+                log.warning("database has migrations this code does not know: %s", unknown)
+        return applied
+
+    # -- items --------------------------------------------------------------------------
+
+    async def import_items(self, items: Sequence[Item]) -> list[ItemVersion]:
+        """Stores the bank's items, creating a new version only for changed items.
+
+        Returns:
+            The current version of each item, in the order given.
+        """
+        result = []
+        async with self._connection("import the question bank", MIGRATION_TIMEOUT_S) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", BANK_IMPORT_LOCK)
+            for item in items:
+                latest = await conn.fetchrow(
+                    "SELECT version, kind, skill_area, prompt, spec FROM items"
+                    " WHERE item_id = $1 ORDER BY version DESC LIMIT 1",
+                    item.id,
+                )
+                content = item.content()
+                if latest is not None:
+                    stored = item_from_content(
+                        item.id, latest["kind"], latest["skill_area"], latest["prompt"], latest["spec"]
+                    )
+                    # Compare after the same normalisation so a formatting-only edit is no change.
+                    if stored.content() == content:
+                        result.append(ItemVersion(item, latest["version"]))
+                        continue
+                version = 1 if latest is None else latest["version"] + 1
+                await conn.execute(
+                    "INSERT INTO items (item_id, version, kind, skill_area, prompt, spec)"
+                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    item.id,
+                    version,
+                    content["kind"],
+                    content["skill_area"],
+                    content["prompt"],
+                    content["spec"],
+                )
+                await conn.execute(
+                    "INSERT INTO audit_log (event, detail) VALUES ('item_version_created', $1)",
+                    {"item_id": item.id, "version": version},
+                )
+                log.info("stored item %s version %d", item.id, version)
+                result.append(ItemVersion(item, version))
+        return result
+
+    async def get_item(self, ref: ItemRef) -> ItemVersion | None:
+        """One stored item version, or None."""
+        async with self._connection("read an item") as conn:
+            row = await conn.fetchrow(
+                "SELECT kind, skill_area, prompt, spec FROM items WHERE item_id = $1 AND version = $2",
+                ref.item_id,
+                ref.version,
+            )
+        if row is None:
+            return None
+        item = item_from_content(ref.item_id, row["kind"], row["skill_area"], row["prompt"], row["spec"])
+        return ItemVersion(item, ref.version)
+
+    # -- sessions -----------------------------------------------------------------------
+
+    async def create_session(
+        self, session_id: uuid.UUID, candidate_name: str, items: Sequence[ItemRef]
+    ) -> SessionRow:
+        """Stores a new in-progress session asking ``items`` in order."""
+        async with self._connection("start a session") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"INSERT INTO sessions (session_id, candidate_name, status, items, position)"
+                f" VALUES ($1, $2, $3, $4, 0) RETURNING {_SESSION_COLUMNS}",
+                session_id,
+                candidate_name,
+                STATUS_IN_PROGRESS,
+                [{"item_id": ref.item_id, "version": ref.version} for ref in items],
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_started', $2)",
+                session_id,
+                {"items": len(items)},
+            )
+        return _session(row)
+
+    async def get_session(self, session_id: uuid.UUID) -> SessionRow | None:
+        """The session, or None when there is none with this id."""
+        async with self._connection("read a session") as conn:
+            row = await conn.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1", session_id)
+        return None if row is None else _session(row)
+
+    async def finish_session(self, session_id: uuid.UUID) -> SessionRow:
+        """Marks the session finished; a finished session is returned unchanged.
+
+        Raises:
+            NotFound: When there is no such session.
+        """
+        async with self._connection("finish a session") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE sessions SET status = $2, finished_at = now()"
+                f" WHERE session_id = $1 AND status <> $2 RETURNING {_SESSION_COLUMNS}",
+                session_id,
+                STATUS_FINISHED,
+            )
+            if row is not None:
+                await conn.execute(
+                    "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_finished', $2)",
+                    session_id,
+                    {"reason": "finish_requested", "answered": row["position"]},
+                )
+            else:
+                row = await conn.fetchrow(
+                    f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1", session_id
+                )
+                if row is None:
+                    raise NotFound(f"no interview session {session_id}")
+        return _session(row)
+
+    # -- answers and scores -------------------------------------------------------------
+
+    async def submit_answer(
+        self,
+        session_id: uuid.UUID,
+        idempotency_key: str,
+        answer: str,
+        check: Callable[[SessionRow], Awaitable[None]],
+    ) -> SubmitResult:
+        """Stores an answer to the current question and advances the session, atomically.
+
+        The session row is locked first, so concurrent submissions to one session are
+        serialised: a repeated key always finds the first answer, and two different
+        answers can never take the same position.
+
+        Args:
+            session_id: The session answered.
+            idempotency_key: Client key; when already used, nothing is stored and the
+                earlier answer is returned with ``replayed`` set.
+            answer: The answer text as it will be scored.
+            check: Awaited with the locked, unchanged session before anything is
+                stored; raise a :class:`ServiceError` to refuse the answer.
+
+        Raises:
+            NotFound: When there is no such session.
+        """
+        async with self._connection("store an answer") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1 FOR UPDATE", session_id
+            )
+            if row is None:
+                raise NotFound(f"no interview session {session_id}")
+            session = _session(row)
+            earlier = await conn.fetchrow(
+                f"SELECT {_ANSWER_COLUMNS} FROM answers WHERE session_id = $1 AND idempotency_key = $2",
+                session_id,
+                idempotency_key,
+            )
+            if earlier is not None:
+                return SubmitResult(_answer(earlier), session, replayed=True)
+            if session.finished or session.position >= len(session.items):
+                raise FailedPrecondition("the interview is finished; no more answers are accepted")
+            await check(session)
+            ref = session.items[session.position]
+            answer_row = await conn.fetchrow(
+                f"INSERT INTO answers (answer_id, session_id, item_id, item_version, position, answer,"
+                f" idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_ANSWER_COLUMNS}",
+                uuid.uuid4(),
+                session_id,
+                ref.item_id,
+                ref.version,
+                session.position,
+                answer,
+                idempotency_key,
+            )
+            position = session.position + 1
+            last = position >= len(session.items)
+            row = await conn.fetchrow(
+                f"UPDATE sessions SET position = $2, status = $3,"
+                f" finished_at = CASE WHEN $4 THEN now() ELSE finished_at END"
+                f" WHERE session_id = $1 RETURNING {_SESSION_COLUMNS}",
+                session_id,
+                position,
+                STATUS_FINISHED if last else STATUS_IN_PROGRESS,
+                last,
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_submitted', $2)",
+                session_id,
+                {"answer_id": str(answer_row["answer_id"]), "item_id": ref.item_id, "position": session.position},
+            )
+            if last:
+                await conn.execute(
+                    "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_finished', $2)",
+                    session_id,
+                    {"reason": "last_question_answered", "answered": position},
+                )
+        return SubmitResult(_answer(answer_row), _session(row), replayed=False)
+
+    async def latest_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
+        """The newest stored score of an answer, or None when it was never scored."""
+        async with self._connection("read a score") as conn:
+            data = await conn.fetchval(
+                "SELECT score FROM scores WHERE answer_id = $1 ORDER BY score_id DESC LIMIT 1", answer_id
+            )
+        return None if data is None else score_from_json(data)
+
+    async def store_first_score(
+        self, session_id: uuid.UUID, answer_id: uuid.UUID, score: common_pb2.Score
+    ) -> common_pb2.Score:
+        """Stores ``score`` unless the answer already has one; returns the stored score.
+
+        Two retries that score the same answer at once must not leave two different
+        grades behind, so the first one stored wins and the other is discarded.
+        """
+        async with self._connection("store a score") as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('score:' || $1::uuid::text, 0))", answer_id
+            )
+            existing = await conn.fetchval(
+                "SELECT score FROM scores WHERE answer_id = $1 ORDER BY score_id DESC LIMIT 1", answer_id
+            )
+            if existing is not None:
+                return score_from_json(existing)
+            provenance = score.provenance
+            await conn.execute(
+                "INSERT INTO scores (answer_id, value, confidence, score, model_name, model_version, backend)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                answer_id,
+                score.value,
+                score.confidence,
+                score_to_json(score),
+                provenance.model_name,
+                provenance.model_version,
+                provenance.backend,
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_scored', $2)",
+                session_id,
+                {"answer_id": str(answer_id), "value": score.value, "backend": provenance.backend},
+            )
+        return score
+
+    async def turns(self, session_id: uuid.UUID) -> list[Turn]:
+        """The session's answers in order, each with its newest score (if any)."""
+        async with self._connection("read a session's answers") as conn:
+            rows = await conn.fetch(
+                f"SELECT {', '.join('a.' + c for c in _ANSWER_COLUMNS.split(', '))}, s.score"
+                " FROM answers a"
+                " LEFT JOIN LATERAL (SELECT score FROM scores WHERE answer_id = a.answer_id"
+                "   ORDER BY score_id DESC LIMIT 1) s ON true"
+                " WHERE a.session_id = $1 ORDER BY a.position",
+                session_id,
+            )
+        return [Turn(_answer(r), None if r["score"] is None else score_from_json(r["score"])) for r in rows]
+
+    async def audit(self, session_id: uuid.UUID | None, event: str, detail: dict[str, Any]) -> None:
+        """Appends an audit event; a failure is logged, never raised (the event is not the work)."""
+        try:
+            async with self._connection("write the audit log") as conn:
+                await conn.execute(
+                    "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, $2, $3)",
+                    session_id,
+                    event,
+                    detail,
+                )
+        except Unavailable:
+            log.warning("audit event %s for session %s was not stored", event, session_id)

@@ -1,0 +1,147 @@
+"""Test doubles and tools for the orchestrator tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import grpc
+
+from common.grpc_server import create_server
+from orchestrator.app import Orchestrator
+from orchestrator.settings import OrchestratorSettings
+from xlinterview.v1 import common_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+
+
+class FakeScorer(scorer_pb2_grpc.ScorerServicer):
+    """A Scorer whose answers the test controls.
+
+    ``mode`` is ``ok`` (answer with ``values[item_id]`` or 0.75), ``unavailable``
+    (abort with UNAVAILABLE) or ``slow`` (sleep ``delay_s`` first). Every request is
+    recorded.
+    """
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.delay_s = 3.0
+        self.values: dict[str, float] = {}
+        self.requests: list[scorer_pb2.ScoreRequest] = []
+
+    def reset(self) -> None:
+        self.mode = "ok"
+        self.values.clear()
+        self.requests.clear()
+
+    async def Score(self, request, context):  # type: ignore[no-untyped-def]
+        self.requests.append(request)
+        if self.mode == "unavailable":
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "fake scorer is down")
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
+        value = self.values.get(request.item.item_id, 0.75)
+        return scorer_pb2.ScoreResponse(
+            answer_id=request.answer.answer_id,
+            score=common_pb2.Score(
+                value=value,
+                confidence=0.9,
+                feedback=f"fake feedback for {request.item.item_id}",
+                evidence=[f"answer length {len(request.answer.text)}"],
+                signals=["test.fake_scorer"],
+                provenance=common_pb2.ScoreProvenance(
+                    model_name="fake", model_version="1", backend="rule", code_version="test"
+                ),
+            ),
+        )
+
+
+async def start_fake_scorer(fake: FakeScorer, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    scorer_pb2_grpc.add_ScorerServicer_to_server(fake, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server, bound
+
+
+@contextlib.asynccontextmanager
+async def running_orchestrator(
+    settings: OrchestratorSettings,
+) -> AsyncIterator[tuple[Orchestrator, orchestrator_pb2_grpc.OrchestratorStub]]:
+    """The real orchestrator behind a real gRPC server on a free port, and a client stub."""
+    app = Orchestrator(settings)
+    await app.start()
+    server = create_server()
+    app.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield app, orchestrator_pb2_grpc.OrchestratorStub(channel)
+    finally:
+        await channel.close()
+        await server.stop(grace=1)
+        await app.close()
+
+
+class TcpProxy:
+    """A TCP forwarder that a test can cut, to make a backing service disappear.
+
+    Modes: ``forward`` (pass bytes through), ``blackhole`` (accept connections but
+    never answer), and :meth:`refuse` (close every connection and stop listening).
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.mode = "forward"
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def refuse(self) -> None:
+        """Drops every connection and stops listening: new connections are refused."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.cut()
+
+    def cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def close(self) -> None:
+        await self.refuse()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        if self.mode == "blackhole":
+            return  # keep the socket open and silent until cut()
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers.add(up_writer)
+        for task in (
+            asyncio.create_task(self._pipe(reader, up_writer)),
+            asyncio.create_task(self._pipe(up_reader, writer)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,213 @@
+"""The question bank: loading, validation errors, and the two projections of an item."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+
+from orchestrator import bank
+from orchestrator.bank import BankError, ItemVersion, load_bank, load_file, to_question, to_scoring_item
+from orchestrator.settings import DEFAULT_BANK_DIR
+from xlinterview.v1 import common_pb2, orchestrator_pb2
+
+VALID_FORMULA = """\
+id: demo-sum
+kind: formula
+skill_area: aggregation
+prompt: Sum the Units column of the sheet below.
+formula:
+  sheet:
+    rows:
+      - [Region, Units, Flag, Note]
+      - [East, 3, true, null]
+      - [West, 4.5, false, "yes"]
+  reference_formula: "=SUM(B2:B3)"
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def seeded() -> list[bank.Item]:
+    return load_bank(DEFAULT_BANK_DIR)
+
+
+def test_seeded_bank_has_the_promised_mix(seeded: list[bank.Item]) -> None:
+    kinds = [item.kind for item in seeded]
+    assert kinds.count("formula") >= 2
+    assert kinds.count("free_text") >= 2
+    assert kinds.count("multiple_choice") >= 1
+    assert len({item.id for item in seeded}) == len(seeded)
+    for item in seeded:
+        if isinstance(item, bank.FormulaItem):
+            rows = item.formula.sheet.rows
+            assert 8 <= len(rows) - 1 <= 12, item.id
+            assert all(isinstance(cell, str) for cell in rows[0])
+        if isinstance(item, bank.FreeTextItem):
+            assert item.rubric.reference_answers and len(item.rubric.criteria) >= 3
+            assert all(c.terms for c in item.rubric.criteria)
+
+
+def test_seeded_bank_order_is_file_name_order(seeded: list[bank.Item]) -> None:
+    files = sorted(p.name for p in DEFAULT_BANK_DIR.glob("*.yaml"))
+    assert [load_file(DEFAULT_BANK_DIR / f)[0].id for f in files] == [item.id for item in seeded]
+
+
+def test_cells_keep_their_types(tmp_path: Path) -> None:
+    (item,) = load_file(write(tmp_path, "a.yaml", VALID_FORMULA))
+    sheet = to_scoring_item(ItemVersion(item, 1)).formula.sheet
+    row = sheet.rows[1].cells
+    assert row[0].WhichOneof("value") == "text" and row[0].text == "East"
+    assert row[1].WhichOneof("value") == "number" and row[1].number == 3.0
+    assert row[2].WhichOneof("value") == "boolean" and row[2].boolean is True
+    assert row[3].WhichOneof("value") is None  # empty cell
+    assert sheet.rows[2].cells[1].number == 4.5
+    assert sheet.rows[2].cells[3].text == "yes"  # quoted, so not YAML's boolean
+    assert sheet.name == "Sheet1"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "needle"),
+    [
+        (lambda t: t.replace('  reference_formula: "=SUM(B2:B3)"\n', ""), "formula.reference_formula", "required"),
+        (lambda t: t.replace('"=SUM(B2:B3)"', '"SUM(B2:B3)"'), "formula.reference_formula", "'='"),
+        (lambda t: t.replace("kind: formula", "kind: essay"), "kind", "formula, free_text, multiple_choice"),
+        (lambda t: t.replace("skill_area: aggregation\n", ""), "skill_area", "required"),
+        (lambda t: t.replace("reference_formula:", "refrence_formula:"), "formula.refrence_formula", "not permitted"),
+        (lambda t: t.replace("[Region, Units, Flag, Note]", "[Region, 7, Flag, Note]"), "formula.sheet", "header cell 2"),
+        (lambda t: t.replace("id: demo-sum", "id: Demo Sum!"), "id", "pattern"),
+    ],
+)
+def test_invalid_item_error_names_file_and_field(tmp_path: Path, mutate, field: str, needle: str) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "broken.yaml", mutate(VALID_FORMULA))
+    with pytest.raises(BankError) as caught:
+        load_file(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"field '{field}'" in message
+    assert needle in message
+
+
+def test_rubric_errors_point_into_the_list(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "rubric.yaml",
+        """\
+        id: explain-it
+        kind: free_text
+        skill_area: references
+        prompt: Explain relative references.
+        rubric:
+          reference_answers: [They shift when copied.]
+          criteria:
+            - {name: shifts, terms: [shift], weight: 0.5}
+            - {name: fixed, terms: [], weight: heavy}
+        """,
+    )
+    with pytest.raises(BankError) as caught:
+        load_file(path)
+    message = str(caught.value)
+    assert "item 'explain-it'" in message
+    assert "field 'rubric.criteria[1].terms'" in message
+    assert "field 'rubric.criteria[1].weight'" in message
+
+
+def test_choice_index_must_be_in_range(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "mc.yaml",
+        """\
+        id: pick-one
+        kind: multiple_choice
+        skill_area: lookup
+        prompt: Which function looks up a value?
+        choice:
+          options: [SUM, XLOOKUP]
+          correct_index: 2
+        """,
+    )
+    with pytest.raises(BankError, match=r"mc\.yaml.*field 'choice'.*correct_index 2 is out of range"):
+        load_file(path)
+
+
+def test_bad_yaml_and_duplicate_ids_name_the_files(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "id: [unclosed\n")
+    with pytest.raises(BankError, match=r"a\.yaml: not valid YAML"):
+        load_bank(tmp_path)
+    (tmp_path / "a.yaml").unlink()
+    write(tmp_path, "a.yaml", VALID_FORMULA)
+    write(tmp_path, "b.yaml", VALID_FORMULA)
+    with pytest.raises(BankError, match=r"b\.yaml: item id 'demo-sum' is already used in .*a\.yaml"):
+        load_bank(tmp_path)
+
+
+def test_multi_item_files_and_empty_bank(tmp_path: Path) -> None:
+    with pytest.raises(BankError, match="no items"):
+        load_bank(tmp_path)
+    body = textwrap.indent(VALID_FORMULA, "    ").replace("    id:", "  - id:", 1)
+    write(tmp_path, "many.yaml", "items:\n" + body)
+    assert [i.id for i in load_bank(tmp_path)] == ["demo-sum"]
+
+
+# The fields a candidate may see. A field added to Question later must be reviewed
+# here before it can carry anything.
+CANDIDATE_FIELDS = {"item_id", "item_version", "kind", "prompt", "skill_area", "sheet", "options", "position", "total"}
+
+
+def test_question_message_has_only_reviewed_fields() -> None:
+    assert {f.name for f in orchestrator_pb2.Question.DESCRIPTOR.fields} == CANDIDATE_FIELDS
+
+
+def _secrets(item: bank.Item) -> list[str]:
+    if isinstance(item, bank.FormulaItem):
+        return [item.formula.reference_formula, item.formula.reference_formula.lstrip("=")]
+    if isinstance(item, bank.FreeTextItem):
+        return [*item.rubric.reference_answers, *(c.name for c in item.rubric.criteria)]
+    return []
+
+
+def test_question_never_carries_the_reference(seeded: list[bank.Item]) -> None:
+    for index, item in enumerate(seeded):
+        stored = ItemVersion(item, 3)
+        question = to_question(stored, position=index + 1, total=len(seeded))
+        shown = question.SerializeToString() + text_format.MessageToString(question).encode()
+        for secret in _secrets(item):
+            assert secret.encode() not in shown, (item.id, secret)
+        # Positive control: the scorer's view does carry them, so the check above can fail.
+        graded = to_scoring_item(stored).SerializeToString()
+        for secret in _secrets(item):
+            assert secret.encode() in graded, (item.id, secret)
+        assert question.item_id == item.id and question.item_version == 3
+        assert question.position == index + 1 and question.total == len(seeded)
+        assert question.prompt == item.prompt and question.skill_area == item.skill_area
+
+
+def test_choice_question_shows_options_in_bank_order_without_the_answer(seeded: list[bank.Item]) -> None:
+    choice = next(i for i in seeded if isinstance(i, bank.ChoiceItem))
+    question = to_question(ItemVersion(choice, 1), 1, 1)
+    assert list(question.options) == choice.choice.options
+    assert question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE
+    assert not question.HasField("sheet")
+    scoring = to_scoring_item(ItemVersion(choice, 1))
+    assert scoring.choice.correct_index == choice.choice.correct_index
+
+
+def test_formula_question_shows_the_sheet(seeded: list[bank.Item]) -> None:
+    formula = next(i for i in seeded if isinstance(i, bank.FormulaItem))
+    question = to_question(ItemVersion(formula, 1), 1, 1)
+    assert question.sheet == to_scoring_item(ItemVersion(formula, 1)).formula.sheet
+    assert len(question.options) == 0
+
+
+def test_stored_content_round_trips(seeded: list[bank.Item]) -> None:
+    for item in seeded:
+        content = item.content()
+        again = bank.item_from_content(item.id, content["kind"], content["skill_area"], content["prompt"], content["spec"])
+        assert again == item

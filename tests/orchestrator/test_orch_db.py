@@ -1,0 +1,129 @@
+"""Schema migrations, item versioning and append-only history on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from orchestrator.bank import ItemVersion, load_bank, parse_item
+from orchestrator.db import Database, ItemRef, discover_migrations
+from orchestrator.settings import DEFAULT_BANK_DIR
+
+BANK = load_bank(DEFAULT_BANK_DIR)
+
+
+async def test_migrations_are_serialised_and_applied_once(fresh_database: str) -> None:
+    dbs = [await Database.connect(fresh_database, timeout_s=5) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(db.migrate() for db in dbs))
+        versions = [v for v, _, _ in discover_migrations()]
+        assert sorted(results, key=len) == [[], [], versions]
+        assert await dbs[0].migrate() == []
+    finally:
+        for db in dbs:
+            await db.close()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        assert [r["version"] for r in rows] == versions
+        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"items", "sessions", "answers", "scores", "audit_log", "schema_migrations"} <= tables
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_migration_changes_nothing(fresh_database: str, tmp_path: Path) -> None:
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE first_table (id int);")
+    (tmp_path / "0002_broken.sql").write_text("CREATE TABLE second_table (id int); SELECT no_such_function();")
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        with pytest.raises(asyncpg.UndefinedFunctionError):
+            await db.migrate(tmp_path)
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('first_table')") is None
+        assert await conn.fetchval("SELECT to_regclass('schema_migrations')") is None
+    finally:
+        await conn.close()
+
+
+def test_migration_files_need_a_version(tmp_path: Path) -> None:
+    (tmp_path / "init.sql").write_text("SELECT 1;")
+    with pytest.raises(ValueError, match="NNNN_description.sql"):
+        discover_migrations(tmp_path)
+
+
+async def test_items_are_versioned_immutably(fresh_database: str) -> None:
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        first = await db.import_items(BANK)
+        assert [v.version for v in first] == [1] * len(BANK)
+        assert [v.version for v in await db.import_items(BANK)] == [1] * len(BANK)  # unchanged: no-op
+
+        changed_data = BANK[0].model_dump()
+        changed_data["prompt"] = BANK[0].prompt + " Use absolute ranges."
+        changed = parse_item(changed_data)
+        current = await db.import_items([changed, *BANK[1:]])
+        assert [v.version for v in current] == [2] + [1] * (len(BANK) - 1)
+
+        # Both versions stay readable: an answer keeps pointing at what was asked.
+        old = await db.get_item(ItemRef(BANK[0].id, 1))
+        new = await db.get_item(ItemRef(BANK[0].id, 2))
+        assert old == ItemVersion(BANK[0], 1) and new == ItemVersion(changed, 2)
+        assert await db.get_item(ItemRef(BANK[0].id, 3)) is None
+        assert [v.version for v in await db.import_items([changed])] == [2]
+        # Going back to the old text is a change too: history only grows.
+        assert [v.version for v in await db.import_items([BANK[0]])] == [3]
+    finally:
+        await db.close()
+
+
+async def test_history_tables_are_append_only(stub, scorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    from xlinterview.v1 import orchestrator_pb2 as pb
+
+    started = await stub.StartInterview(pb.StartInterviewRequest(candidate_name="History Check"))
+    await stub.SubmitAnswer(
+        pb.SubmitAnswerRequest(
+            session_id=started.session.session_id,
+            item_id=started.question.item_id,
+            answer="=SUM(D2:D11)",
+            idempotency_key="history",
+        )
+    )
+    sid = uuid.UUID(started.session.session_id)
+    answer_id = await pg.fetchval("SELECT answer_id FROM answers WHERE session_id = $1", sid)
+    for statement, args in (
+        ("UPDATE items SET prompt = 'x' WHERE item_id = $1", [started.question.item_id]),
+        ("DELETE FROM items WHERE item_id = $1", [started.question.item_id]),
+        ("UPDATE answers SET answer = 'x' WHERE answer_id = $1", [answer_id]),
+        ("DELETE FROM answers WHERE answer_id = $1", [answer_id]),
+        ("UPDATE scores SET value = 1 WHERE answer_id = $1", [answer_id]),
+        ("DELETE FROM scores WHERE answer_id = $1", [answer_id]),
+        ("DELETE FROM audit_log WHERE session_id = $1", [sid]),
+    ):
+        with pytest.raises(asyncpg.RestrictViolationError, match="append-only"):
+            await pg.execute(statement, *args)
+
+
+async def test_unique_constraints_back_the_idempotency_rules(orchestrator, stub, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    from xlinterview.v1 import orchestrator_pb2 as pb
+
+    started = await stub.StartInterview(pb.StartInterviewRequest(candidate_name="Constraint Check"))
+    sid = uuid.UUID(started.session.session_id)
+    insert = (
+        "INSERT INTO answers (answer_id, session_id, item_id, item_version, position, answer, idempotency_key)"
+        " VALUES ($1, $2, $3, 1, $4, 'a', $5)"
+    )
+    item_id = started.question.item_id
+    await pg.execute(insert, uuid.uuid4(), sid, item_id, 0, "k1")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pg.execute(insert, uuid.uuid4(), sid, item_id, 1, "k1")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pg.execute(insert, uuid.uuid4(), sid, item_id, 0, "k2")

@@ -1,0 +1,367 @@
+"""The Orchestrator service end to end through gRPC, on real PostgreSQL and Redis.
+
+Only the scorer is a test double (see ``orch_helpers.FakeScorer``), so these tests
+pin the orchestrator's own behaviour: what is stored, when, and which status a
+caller sees when something fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import grpc
+import pytest
+
+from orch_helpers import FakeScorer, running_orchestrator, start_fake_scorer
+from orchestrator.bank import load_bank
+from orchestrator.settings import DEFAULT_BANK_DIR
+from orchestrator.state import SessionState
+from stack.backing import free_port
+from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
+
+BANK = load_bank(DEFAULT_BANK_DIR)
+TOTAL = len(BANK)
+
+
+def good_answer(question: pb.Question) -> str:
+    """Some answer of the right shape for ``question`` (the fake scorer does not grade it)."""
+    if question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
+        return "0"
+    if question.kind == common_pb2.QUESTION_KIND_FORMULA:
+        return "=SUM(D2:D11)"
+    return "A relative reference shifts when copied; an absolute one like $A$1 stays fixed."
+
+
+async def start(stub, name: str = "Ada Lovelace") -> pb.StartInterviewResponse:  # type: ignore[no-untyped-def]
+    return await stub.StartInterview(pb.StartInterviewRequest(candidate_name=name))
+
+
+async def submit(stub, session_id: str, question: pb.Question, answer: str | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
+    return await stub.SubmitAnswer(
+        pb.SubmitAnswerRequest(
+            session_id=session_id,
+            item_id=question.item_id,
+            answer=good_answer(question) if answer is None else answer,
+            idempotency_key=key or uuid.uuid4().hex,
+        )
+    )
+
+
+async def rpc_error(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+async def count_rows(pg: asyncpg.Connection, session_id: str) -> tuple[int, int]:
+    """(answers, scores) stored for a session."""
+    answers = await pg.fetchval("SELECT count(*) FROM answers WHERE session_id = $1", uuid.UUID(session_id))
+    scores = await pg.fetchval(
+        "SELECT count(*) FROM scores s JOIN answers a USING (answer_id) WHERE a.session_id = $1",
+        uuid.UUID(session_id),
+    )
+    return answers, scores
+
+
+async def test_full_interview(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    values = [1.0, 0.0, 0.5, 0.25, 1.0][:TOTAL]
+    for item, value in zip(BANK, values):
+        scorer.values[item.id] = value
+    started = await start(stub, "  Grace Hopper  ")
+    session_id = started.session.session_id
+    assert started.session.candidate_name == "Grace Hopper"
+    assert started.session.status == pb.SESSION_STATUS_IN_PROGRESS
+    assert started.session.started_at.seconds > 0 and not started.session.HasField("finished_at")
+    question = started.question
+    assert (question.position, question.total, question.item_id) == (1, TOTAL, BANK[0].id)
+
+    answer_ids = []
+    for index in range(TOTAL):
+        current = await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=session_id))
+        assert current == question
+        result = await submit(stub, session_id, question)
+        answer_ids.append(result.answer_id)
+        assert result.score.value == values[index]
+        assert result.score.provenance.backend == "rule"
+        sent = scorer.requests[-1]
+        assert sent.answer.answer_id == result.answer_id
+        assert sent.answer.text == good_answer(question)
+        assert sent.item.item_id == question.item_id and sent.item.item_version == question.item_version
+        assert sent.item.prompt == question.prompt
+        if index < TOTAL - 1:
+            assert not result.finished
+            question = result.next_question
+            assert (question.position, question.item_id) == (index + 2, BANK[index + 1].id)
+        else:
+            assert result.finished and not result.HasField("next_question")
+
+    # The scorer received each kind's reference; the candidate never did.
+    kinds = {r.item.WhichOneof("spec") for r in scorer.requests}
+    assert kinds == {"formula", "rubric", "choice"}
+    formula_request = next(r for r in scorer.requests if r.item.WhichOneof("spec") == "formula")
+    assert formula_request.item.formula.reference_formula.startswith("=")
+
+    err = await rpc_error(stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=session_id)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    session = await stub.GetSession(pb.GetSessionRequest(session_id=session_id))
+    assert session.status == pb.SESSION_STATUS_FINISHED and session.HasField("finished_at")
+    assert [t.answer_id for t in session.turns] == answer_ids
+    assert [t.item_id for t in session.turns] == [i.id for i in BANK]
+    assert all(t.HasField("score") and t.submitted_at.seconds > 0 and t.prompt for t in session.turns)
+    assert session.overall_score == pytest.approx(sum(values) / TOTAL)
+    assert await count_rows(pg, session_id) == (TOTAL, TOTAL)
+    row = await pg.fetchrow("SELECT status, position FROM sessions WHERE session_id = $1", uuid.UUID(session_id))
+    assert (row["status"], row["position"]) == ("finished", TOTAL)
+    events = [r["event"] for r in await pg.fetch(
+        "SELECT event FROM audit_log WHERE session_id = $1 ORDER BY id", uuid.UUID(session_id))]
+    assert events.count("answer_submitted") == TOTAL and events.count("answer_scored") == TOTAL
+    assert events[0] == "session_started" and "session_finished" in events
+
+    err = await rpc_error(submit(stub, session_id, question))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await count_rows(pg, session_id) == (TOTAL, TOTAL)
+
+
+async def test_idempotent_resubmission(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid, first_q = started.session.session_id, started.question
+    first = await submit(stub, sid, first_q, key="key-1")
+    again = await submit(stub, sid, first_q, key="key-1")
+    assert again == first  # same answer id, same stored score, same next question
+    assert len(scorer.requests) == 1
+    # Still the first result after the interview moved on, whatever the retry carries.
+    await submit(stub, sid, first.next_question, key="key-2")
+    late = await submit(stub, sid, first_q, answer="something else", key="key-1")
+    assert late == first
+    assert await count_rows(pg, sid) == (2, 2)
+    assert (await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))).position == 3
+
+
+async def test_concurrent_submissions_store_one_answer(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid, q = started.session.session_id, started.question
+    same_key = await asyncio.gather(*(submit(stub, sid, q, key="dup") for _ in range(4)))
+    assert len({r.answer_id for r in same_key}) == 1
+    assert await count_rows(pg, sid) == (1, 1)
+
+    # Two different answers to one question: one wins, the other is told it is stale.
+    q2 = same_key[0].next_question
+    outcomes = await asyncio.gather(*(submit(stub, sid, q2, key=f"k{i}") for i in range(2)), return_exceptions=True)
+    errors = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]
+    assert len(errors) == 1 and errors[0].code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await count_rows(pg, sid) == (2, 2)
+
+
+async def test_wrong_item_is_refused_and_nothing_stored(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid = started.session.session_id
+    other = pb.Question(item_id=BANK[1].id, kind=common_pb2.QUESTION_KIND_FORMULA)
+    err = await rpc_error(submit(stub, sid, other))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert BANK[0].id in err.details()
+    assert await count_rows(pg, sid) == (0, 0)
+    assert scorer.requests == []
+    current = await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))
+    assert current.position == 1 and current.item_id == BANK[0].id
+
+
+@pytest.mark.parametrize(
+    ("answer", "key", "item_id", "needle"),
+    [
+        ("", "k", None, "answer is empty"),
+        ("   \n\t ", "k", None, "answer is empty"),
+        ("x" * 2001, "k", None, "longer than 2000"),
+        ("=SUM(A1)", "", None, "idempotency_key is required"),
+        ("=SUM(A1)", "k" * 201, None, "idempotency_key is longer"),
+        ("=SUM(A1)", "k", "", "item_id is required"),
+    ],
+)
+async def test_invalid_answers_are_refused_and_nothing_stored(  # type: ignore[no-untyped-def]
+    stub, scorer: FakeScorer, pg: asyncpg.Connection, answer: str, key: str, item_id: str | None, needle: str
+) -> None:
+    started = await start(stub)
+    sid = started.session.session_id
+    request = pb.SubmitAnswerRequest(
+        session_id=sid,
+        item_id=started.question.item_id if item_id is None else item_id,
+        answer=answer,
+        idempotency_key=key,
+    )
+    err = await rpc_error(stub.SubmitAnswer(request))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in err.details()
+    assert await count_rows(pg, sid) == (0, 0)
+    assert scorer.requests == []
+
+
+async def test_multiple_choice_answer_must_be_an_option_index(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid, question = started.session.session_id, started.question
+    while question.kind != common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
+        question = (await submit(stub, sid, question)).next_question
+    stored = await count_rows(pg, sid)
+    for bad in ("B", "-1", str(len(question.options)), "1.0", " 1 "):
+        err = await rpc_error(submit(stub, sid, question, answer=bad))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+    assert await count_rows(pg, sid) == stored
+    await submit(stub, sid, question, answer="1")
+
+
+async def test_unknown_and_malformed_sessions(stub) -> None:  # type: ignore[no-untyped-def]
+    unknown = str(uuid.uuid4())
+    q = pb.Question(item_id=BANK[0].id)
+    calls = {
+        "GetCurrentQuestion": lambda sid: stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid)),
+        "SubmitAnswer": lambda sid: submit(stub, sid, q, answer="=1"),
+        "GetSession": lambda sid: stub.GetSession(pb.GetSessionRequest(session_id=sid)),
+        "FinishInterview": lambda sid: stub.FinishInterview(pb.FinishInterviewRequest(session_id=sid)),
+    }
+    for name, call in calls.items():
+        assert (await rpc_error(call(unknown))).code() == grpc.StatusCode.NOT_FOUND, name
+        assert (await rpc_error(call("not-a-uuid"))).code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert (await rpc_error(call(""))).code() == grpc.StatusCode.INVALID_ARGUMENT, name
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201, "bad\x00name"])
+async def test_candidate_name_is_validated(stub, name: str) -> None:  # type: ignore[no-untyped-def]
+    err = await rpc_error(start(stub, name))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_finish_is_idempotent_and_closes_the_interview(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid = started.session.session_id
+    await submit(stub, sid, started.question)
+    first = await stub.FinishInterview(pb.FinishInterviewRequest(session_id=sid))
+    second = await stub.FinishInterview(pb.FinishInterviewRequest(session_id=sid))
+    assert first == second
+    assert first.status == pb.SESSION_STATUS_FINISHED and first.HasField("finished_at")
+    assert len(first.turns) == 1 and first.overall_score == pytest.approx(0.75)
+    err = await rpc_error(stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid)))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    err = await rpc_error(submit(stub, sid, started.question))  # any item: the session is closed
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert await count_rows(pg, sid) == (1, 1)
+    finished = await pg.fetchval(
+        "SELECT count(*) FROM audit_log WHERE session_id = $1 AND event = 'session_finished'", uuid.UUID(sid))
+    assert finished == 1
+
+
+async def test_scorer_failure_keeps_the_answer_and_a_retry_scores_it(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid, q1 = started.session.session_id, started.question
+    scorer.mode = "unavailable"
+    err = await rpc_error(submit(stub, sid, q1, key="retry-me"))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "answer saved" in err.details() and "same idempotency key" in err.details()
+    assert await count_rows(pg, sid) == (1, 0)
+    session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
+    assert len(session.turns) == 1 and not session.turns[0].HasField("score")
+    assert session.overall_score == 0.0
+    # The answer counts: the interview has moved on.
+    assert (await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))).position == 2
+
+    # Still down: the retry fails the same way and stores nothing.
+    err = await rpc_error(submit(stub, sid, q1, key="retry-me"))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert await count_rows(pg, sid) == (1, 0)
+
+    scorer.mode = "ok"
+    scorer.values[q1.item_id] = 0.4
+    result = await submit(stub, sid, q1, key="retry-me")
+    assert result.answer_id == session.turns[0].answer_id
+    assert result.score.value == 0.4
+    assert result.next_question.position == 2
+    assert await count_rows(pg, sid) == (1, 1)
+    assert await submit(stub, sid, q1, key="retry-me") == result
+    assert len(scorer.requests) == 3
+    failures = await pg.fetchval(
+        "SELECT count(*) FROM audit_log WHERE session_id = $1 AND event = 'scoring_failed'", uuid.UUID(sid))
+    assert failures == 2
+
+
+async def test_slow_scorer_hits_the_deadline(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid = started.session.session_id
+    scorer.mode, scorer.delay_s = "slow", 5.0
+    began = time.monotonic()
+    err = await rpc_error(submit(stub, sid, started.question))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "answer saved" in err.details()
+    assert time.monotonic() - began < 3.0  # scorer_deadline_s is 1 s in these tests
+    assert await count_rows(pg, sid) == (1, 0)
+
+
+async def test_scorer_process_down_then_back(make_settings, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    """A scorer that is not running at all (connection refused), then comes up."""
+    port = free_port()
+    async with running_orchestrator(make_settings(scorer_address=f"127.0.0.1:{port}")) as (_, stub):
+        started = await start(stub)
+        sid, q1 = started.session.session_id, started.question
+        err = await rpc_error(submit(stub, sid, q1, key="k"))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE and "answer saved" in err.details()
+        assert await count_rows(pg, sid) == (1, 0)
+
+        fake = FakeScorer()
+        fake.values[q1.item_id] = 0.9
+        server, _ = await start_fake_scorer(fake, port)
+        try:
+            # The channel may still be backing off from the refused connection.
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    result = await submit(stub, sid, q1, key="k")
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                    assert time.monotonic() < deadline, "scorer channel did not recover"
+                    await asyncio.sleep(0.2)
+            assert result.score.value == 0.9
+            assert await count_rows(pg, sid) == (1, 1)
+        finally:
+            await server.stop(grace=None)
+
+
+async def test_redis_flushed_mid_interview(stub, scorer: FakeScorer, redis_client) -> None:  # type: ignore[no-untyped-def]
+    started = await start(stub)
+    sid = started.session.session_id
+    assert await redis_client.exists(f"xli:orchestrator:session:{sid}")
+    r1 = await submit(stub, sid, started.question)
+    await redis_client.flushall()
+    current = await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))
+    assert current == r1.next_question
+    assert await redis_client.exists(f"xli:orchestrator:session:{sid}")  # rebuilt from PostgreSQL
+    await redis_client.flushall()
+    r2 = await submit(stub, sid, current)
+    assert r2.next_question.position == 3
+    assert (await stub.GetSession(pb.GetSessionRequest(session_id=sid))).turns[1].answer_id == r2.answer_id
+
+
+async def test_stale_cache_cannot_roll_a_session_back(stub, scorer: FakeScorer, orchestrator) -> None:  # type: ignore[no-untyped-def]
+    app = orchestrator[0]
+    started = await start(stub)
+    sid = uuid.UUID(started.session.session_id)
+    r1 = await submit(stub, str(sid), started.question)
+    # A slow request that read the state before the answer now writes it back late.
+    current = await app.state.get(sid)
+    assert current.position == 1
+    await app.state.put(SessionState(sid, "in_progress", 0, current.items))
+    assert await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=str(sid))) == r1.next_question
+
+
+async def test_interview_works_without_redis(make_settings, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    async with running_orchestrator(settings) as (_, stub):
+        began = time.monotonic()
+        started = await start(stub)
+        sid, question = started.session.session_id, started.question
+        for _ in range(TOTAL):
+            current = await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))
+            assert current == question
+            result = await submit(stub, sid, question)
+            question = result.next_question
+        assert result.finished
+        assert await count_rows(pg, sid) == (TOTAL, TOTAL)
+        assert time.monotonic() - began < 10
