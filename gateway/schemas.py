@@ -1,0 +1,279 @@
+"""JSON shapes of REST API v1 and their translation to and from the protobuf messages.
+
+Explicit pydantic models rather than ``MessageToDict``: the response schemas show in
+OpenAPI, unset messages become ``null`` and zero numbers such as ``position`` are
+always present. Field names and enum values follow the proto3 JSON mapping with
+proto field names (``"kind": "QUESTION_KIND_FORMULA"``), so the JSON reads like the
+contract it comes from.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, Field, StringConstraints
+
+from xlinterview.v1 import common_pb2, orchestrator_pb2
+
+# ---------------------------------------------------------------- requests
+
+
+class StartInterviewBody(BaseModel):
+    """Opens an interview for a candidate."""
+
+    candidate_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
+        examples=["Ada Lovelace"]
+    )
+
+
+class SubmitAnswerBody(BaseModel):
+    """One answer to the session's current question.
+
+    Attributes:
+        item_id: The question answered; must be the current one (409 otherwise).
+        answer: A formula such as ``=SUM(B2:B9)``, free text, or for multiple
+            choice the zero-based index of the option as a string.
+        idempotency_key: Client-chosen key (a UUID); resending the same key returns
+            the first result instead of storing a second answer.
+    """
+
+    item_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(examples=["sumifs-region"])
+    answer: Annotated[str, StringConstraints(max_length=20_000)] = Field(examples=['=SUMIFS(C2:C9,B2:B9,"East")'])
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        examples=["7d0f3b8e-5b7a-4a36-9f51-0a3c2a0f6f11"]
+    )
+
+
+# ---------------------------------------------------------------- responses
+
+
+class QuestionKind(StrEnum):
+    """How a question is answered (``xlinterview.v1.QuestionKind``)."""
+
+    UNSPECIFIED = "QUESTION_KIND_UNSPECIFIED"
+    FORMULA = "QUESTION_KIND_FORMULA"
+    FREE_TEXT = "QUESTION_KIND_FREE_TEXT"
+    MULTIPLE_CHOICE = "QUESTION_KIND_MULTIPLE_CHOICE"
+
+
+class SessionStatus(StrEnum):
+    """Where an interview is (``xlinterview.v1.SessionStatus``)."""
+
+    UNSPECIFIED = "SESSION_STATUS_UNSPECIFIED"
+    IN_PROGRESS = "SESSION_STATUS_IN_PROGRESS"
+    FINISHED = "SESSION_STATUS_FINISHED"
+
+
+CellValue = bool | float | str | None
+"""One cell: a number, text, a boolean, or ``null`` for an empty cell."""
+
+
+class Sheet(BaseModel):
+    """A small worksheet laid out from A1: ``rows[0]`` is row 1, ``rows[r][0]`` column A."""
+
+    name: str
+    rows: list[list[CellValue]]
+
+
+class Question(BaseModel):
+    """A question as shown to the candidate; never includes the reference solution."""
+
+    item_id: str
+    item_version: int
+    kind: QuestionKind
+    prompt: str
+    skill_area: str
+    sheet: Sheet | None = Field(description="Formula questions: the sheet the formula is evaluated on.")
+    options: list[str] = Field(description="Multiple-choice questions: the options, answered by index.")
+    position: int = Field(description="1-based position of this question in the interview.")
+    total: int = Field(description="How many questions the interview has.")
+
+
+class CriterionResult(BaseModel):
+    """The verdict on one criterion of an answer."""
+
+    name: str
+    met: bool
+    weight: float
+    detail: str
+
+
+class ScoreProvenance(BaseModel):
+    """Which versions produced a score."""
+
+    model_name: str
+    model_version: str
+    backend: str
+    rubric_version: str
+    code_version: str
+
+
+class Score(BaseModel):
+    """A graded answer."""
+
+    value: float = Field(description="0 (wrong) to 1 (fully right).")
+    confidence: float = Field(description="How sure the scorer is of value, 0 to 1.")
+    feedback: str
+    criteria: list[CriterionResult]
+    evidence: list[str] = Field(description="Human-readable facts behind the score.")
+    signals: list[str] = Field(
+        description='What produced the score, e.g. "core_rs.formula_eval", "triton.answer_scorer".'
+    )
+    provenance: ScoreProvenance | None
+
+
+class Turn(BaseModel):
+    """One answered question of a session."""
+
+    answer_id: str
+    item_id: str
+    item_version: int
+    prompt: str
+    answer: str
+    score: Score | None = Field(description="null while the answer waits to be scored.")
+    submitted_at: datetime | None
+
+
+class Session(BaseModel):
+    """An interview and every turn so far."""
+
+    session_id: str
+    candidate_name: str
+    status: SessionStatus
+    turns: list[Turn]
+    started_at: datetime | None
+    finished_at: datetime | None
+    overall_score: float = Field(description="Mean score of the scored turns, 0 to 1.")
+
+
+class StartInterviewResult(BaseModel):
+    """A new session and its first question."""
+
+    session: Session
+    question: Question | None
+
+
+class SubmitAnswerResult(BaseModel):
+    """The score of an answer and what comes next."""
+
+    answer_id: str
+    score: Score | None
+    next_question: Question | None = Field(description="null when the interview has no more questions.")
+    finished: bool
+
+
+# ---------------------------------------------------------------- translation
+
+# Values a newer orchestrator adds read as UNSPECIFIED rather than failing the request.
+_KINDS = {
+    common_pb2.QUESTION_KIND_FORMULA: QuestionKind.FORMULA,
+    common_pb2.QUESTION_KIND_FREE_TEXT: QuestionKind.FREE_TEXT,
+    common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: QuestionKind.MULTIPLE_CHOICE,
+}
+_STATUSES = {
+    orchestrator_pb2.SESSION_STATUS_IN_PROGRESS: SessionStatus.IN_PROGRESS,
+    orchestrator_pb2.SESSION_STATUS_FINISHED: SessionStatus.FINISHED,
+}
+
+
+def _cell(cell: common_pb2.CellValue) -> CellValue:
+    which = cell.WhichOneof("value")
+    if which is None:
+        return None
+    value: CellValue = getattr(cell, which)
+    return value
+
+
+def _timestamp(message: Message, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    ts: Timestamp = getattr(message, field)
+    value: datetime = ts.ToDatetime(tzinfo=UTC)
+    return value
+
+
+def question_from_proto(q: orchestrator_pb2.Question) -> Question:
+    """Translates a ``Question`` message."""
+    sheet = None
+    if q.HasField("sheet"):
+        sheet = Sheet(name=q.sheet.name, rows=[[_cell(c) for c in row.cells] for row in q.sheet.rows])
+    return Question(
+        item_id=q.item_id,
+        item_version=q.item_version,
+        kind=_KINDS.get(q.kind, QuestionKind.UNSPECIFIED),
+        prompt=q.prompt,
+        skill_area=q.skill_area,
+        sheet=sheet,
+        options=list(q.options),
+        position=q.position,
+        total=q.total,
+    )
+
+
+def score_from_proto(s: common_pb2.Score) -> Score:
+    """Translates a ``Score`` message."""
+    provenance = None
+    if s.HasField("provenance"):
+        p = s.provenance
+        provenance = ScoreProvenance(
+            model_name=p.model_name,
+            model_version=p.model_version,
+            backend=p.backend,
+            rubric_version=p.rubric_version,
+            code_version=p.code_version,
+        )
+    return Score(
+        value=s.value,
+        confidence=s.confidence,
+        feedback=s.feedback,
+        criteria=[CriterionResult(name=c.name, met=c.met, weight=c.weight, detail=c.detail) for c in s.criteria],
+        evidence=list(s.evidence),
+        signals=list(s.signals),
+        provenance=provenance,
+    )
+
+
+def session_from_proto(s: orchestrator_pb2.Session) -> Session:
+    """Translates a ``Session`` message."""
+    return Session(
+        session_id=s.session_id,
+        candidate_name=s.candidate_name,
+        status=_STATUSES.get(s.status, SessionStatus.UNSPECIFIED),
+        turns=[
+            Turn(
+                answer_id=t.answer_id,
+                item_id=t.item_id,
+                item_version=t.item_version,
+                prompt=t.prompt,
+                answer=t.answer,
+                score=score_from_proto(t.score) if t.HasField("score") else None,
+                submitted_at=_timestamp(t, "submitted_at"),
+            )
+            for t in s.turns
+        ],
+        started_at=_timestamp(s, "started_at"),
+        finished_at=_timestamp(s, "finished_at"),
+        overall_score=s.overall_score,
+    )
+
+
+def start_result_from_proto(r: orchestrator_pb2.StartInterviewResponse) -> StartInterviewResult:
+    """Translates a ``StartInterviewResponse`` message."""
+    return StartInterviewResult(
+        session=session_from_proto(r.session),
+        question=question_from_proto(r.question) if r.HasField("question") else None,
+    )
+
+
+def submit_result_from_proto(r: orchestrator_pb2.SubmitAnswerResponse) -> SubmitAnswerResult:
+    """Translates a ``SubmitAnswerResponse`` message."""
+    return SubmitAnswerResult(
+        answer_id=r.answer_id,
+        score=score_from_proto(r.score) if r.HasField("score") else None,
+        next_question=question_from_proto(r.next_question) if r.HasField("next_question") else None,
+        finished=r.finished,
+    )

@@ -1,0 +1,550 @@
+// The candidate page: start an interview, answer one question at a time, see each
+// score and why, and a summary at the end. Plain DOM, no build step, no outside
+// requests. Every value from the server is written with textContent, never as HTML.
+"use strict";
+
+(function () {
+  const API = "/api/v1/interviews";
+  // What survives a refresh: the session, and the turn on screen (its question, and
+  // once submitted the idempotency key until a response arrives, then the result).
+  const SESSION_KEY = "xli.session";
+  const TURN_KEY = "xli.turn";
+  // Options of the multiple-choice questions seen, so the summary can show the
+  // chosen option's text: a session's turns only carry the answer (the index).
+  const OPTIONS_KEY = "xli.options";
+  // Waits between automatic resends of an answer whose response never arrived.
+  const RETRY_DELAYS_MS = [1000, 2000, 4000];
+  const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    error: $("error"), errorMessage: $("error-message"), errorReference: $("error-reference"), errorRetry: $("error-retry"),
+    views: { loading: $("view-loading"), start: $("view-start"), question: $("view-question"), summary: $("view-summary") },
+    startForm: $("start-form"), startButton: $("start-button"), name: $("candidate-name"), nameError: $("candidate-name-error"),
+    startHeading: $("start-heading"),
+    finishEarly: $("finish-early"),
+    progressFill: $("progress-fill"), questionHeading: $("question-heading"), skill: $("question-skill"), prompt: $("question-prompt"),
+    sheet: $("sheet"), sheetCaption: $("sheet-caption"), sheetHead: $("sheet-head"), sheetBody: $("sheet-body"),
+    answerForm: $("answer-form"), answerField: $("answer-field"), answerError: $("answer-error"),
+    submitButton: $("submit-button"), submitStatus: $("submit-status"),
+    result: $("result"), resultHeading: $("result-heading"), resultFeedback: $("result-feedback"),
+    criteriaBlock: $("result-criteria-block"), criteria: $("result-criteria"),
+    evidenceBlock: $("result-evidence-block"), evidence: $("result-evidence"), signals: $("result-signals"),
+    nextButton: $("next-button"),
+    summaryHeading: $("summary-heading"), summaryOverall: $("summary-overall"), summaryTurns: $("summary-turns"),
+    restartButton: $("restart-button"),
+  };
+
+  // ------------------------------------------------------------------ storage
+
+  const store = {
+    get(key) {
+      try { return JSON.parse(localStorage.getItem(key)); } catch (_) { return null; }
+    },
+    set(key, value) {
+      try { localStorage.setItem(key, JSON.stringify(value)); } catch (_) { /* private mode: no resume */ }
+    },
+    remove(key) {
+      try { localStorage.removeItem(key); } catch (_) { /* ignore */ }
+    },
+  };
+
+  // crypto.randomUUID only exists on secure origins (https, localhost); a gateway
+  // reached over plain http on a LAN still needs unique keys.
+  function newKey() {
+    if (window.crypto && typeof window.crypto.randomUUID === "function") return window.crypto.randomUUID();
+    const b = window.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  // ------------------------------------------------------------------ API
+
+  class ApiError extends Error {
+    constructor(status, problem, requestId) {
+      super((problem && (problem.detail || problem.title)) || `Request failed (${status})`);
+      this.status = status;
+      this.problem = problem;
+      this.requestId = (problem && problem.request_id) || requestId;
+    }
+  }
+
+  class NetworkError extends Error {}
+
+  async function api(method, path, body) {
+    const init = { method, headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (_) {
+      throw new NetworkError("Could not reach the server. Check your connection.");
+    }
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    if (!response.ok) throw new ApiError(response.status, data, response.headers.get("x-request-id"));
+    return data;
+  }
+
+  const sessionPath = (sessionId) => `${API}/${encodeURIComponent(sessionId)}`;
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const percent = (value) => `${Math.round(Math.max(0, Math.min(1, value || 0)) * 100)}%`;
+
+  // ------------------------------------------------------------------ views
+
+  function show(view, focusTarget) {
+    for (const [name, node] of Object.entries(el.views)) node.hidden = name !== view;
+    el.finishEarly.hidden = view !== "question";
+    if (focusTarget) focusTarget.focus();
+  }
+
+  function showError(err, onRetry) {
+    el.errorMessage.textContent = err && err.message ? err.message : "Something went wrong.";
+    const ref = err && err.requestId;
+    el.errorReference.hidden = !ref;
+    el.errorReference.textContent = ref ? `Reference: ${ref}` : "";
+    el.errorRetry.hidden = !onRetry;
+    el.errorRetry.onclick = onRetry ? () => { clearError(); onRetry(); } : null;
+    el.error.hidden = false;
+  }
+
+  function clearError() {
+    el.error.hidden = true;
+    el.errorRetry.onclick = null;
+  }
+
+  function showStart(message) {
+    store.remove(SESSION_KEY);
+    store.remove(TURN_KEY);
+    store.remove(OPTIONS_KEY);
+    el.startButton.disabled = false;
+    show("start", el.startHeading);
+    if (message) showError({ message });
+  }
+
+  function columnName(index) {
+    let name = "";
+    for (let n = index + 1; n > 0; n = Math.floor((n - 1) / 26)) name = String.fromCharCode(65 + ((n - 1) % 26)) + name;
+    return name;
+  }
+
+  function renderSheet(sheet) {
+    el.sheetHead.replaceChildren();
+    el.sheetBody.replaceChildren();
+    const rows = (sheet && sheet.rows) || [];
+    if (!rows.length) {
+      el.sheet.hidden = true;
+      return;
+    }
+    const width = Math.max(...rows.map((r) => r.length));
+    const title = sheet.name ? `Sheet “${sheet.name}” (read-only)` : "Sample sheet (read-only)";
+    el.sheetCaption.textContent = title;
+    el.sheet.setAttribute("aria-label", title);
+
+    const head = document.createElement("tr");
+    const corner = document.createElement("td");
+    corner.setAttribute("aria-hidden", "true");
+    head.append(corner);
+    for (let c = 0; c < width; c++) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = columnName(c);
+      head.append(th);
+    }
+    el.sheetHead.append(head);
+
+    rows.forEach((row, r) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = String(r + 1);
+      tr.append(th);
+      for (let c = 0; c < width; c++) {
+        const td = document.createElement("td");
+        const value = c < row.length ? row[c] : null;
+        if (typeof value === "number") {
+          td.className = "num";
+          td.textContent = String(value);
+        } else if (typeof value === "boolean") {
+          td.className = "bool";
+          td.textContent = value ? "TRUE" : "FALSE";
+        } else if (value !== null && value !== undefined) {
+          td.textContent = String(value);
+        }
+        tr.append(td);
+      }
+      el.sheetBody.append(tr);
+    });
+    el.sheet.hidden = false;
+  }
+
+  function renderAnswerField(question, answer, locked) {
+    const field = el.answerField;
+    field.replaceChildren();
+    if (question.kind === "QUESTION_KIND_MULTIPLE_CHOICE") {
+      const fieldset = document.createElement("fieldset");
+      const legend = document.createElement("legend");
+      legend.textContent = "Choose one answer";
+      fieldset.append(legend);
+      question.options.forEach((option, i) => {
+        const id = `choice-${i}`;
+        const wrap = document.createElement("div");
+        wrap.className = "choice";
+        const input = document.createElement("input");
+        Object.assign(input, { type: "radio", name: "choice", id, value: String(i), disabled: locked });
+        input.checked = answer === String(i);
+        const label = document.createElement("label");
+        label.htmlFor = id;
+        label.textContent = option;
+        wrap.append(input, label);
+        fieldset.append(wrap);
+      });
+      field.append(fieldset);
+      return;
+    }
+
+    const label = document.createElement("label");
+    const hint = document.createElement("p");
+    hint.className = "hint";
+    hint.id = "answer-hint";
+    let input;
+    if (question.kind === "QUESTION_KIND_FORMULA") {
+      label.textContent = "Your formula";
+      hint.textContent = "Start with =, e.g. =SUM(B2:B9). Cell references point into the sheet above.";
+      input = document.createElement("input");
+      input.type = "text";
+      input.className = "mono";
+      input.setAttribute("spellcheck", "false");
+      input.setAttribute("autocomplete", "off");
+      input.setAttribute("autocapitalize", "off");
+    } else {
+      label.textContent = "Your answer";
+      hint.textContent = "Explain in a few sentences.";
+      input = document.createElement("textarea");
+      input.rows = 6;
+    }
+    input.id = "answer-input";
+    input.maxLength = 20000;
+    input.value = answer || "";
+    input.readOnly = locked;
+    input.setAttribute("aria-describedby", "answer-hint answer-error");
+    label.htmlFor = "answer-input";
+    field.append(label, hint, input);
+  }
+
+  function readAnswer(question) {
+    if (question.kind === "QUESTION_KIND_MULTIPLE_CHOICE") {
+      const checked = el.answerField.querySelector('input[name="choice"]:checked');
+      return checked ? checked.value : "";
+    }
+    const input = $("answer-input");
+    return input ? input.value.trim() : "";
+  }
+
+  function firstAnswerControl() {
+    return el.answerField.querySelector("input, textarea");
+  }
+
+  // Shows `turn.question`; with `turn.result` also the score, with `turn.key` the
+  // answer as sent and still waiting for its score.
+  function renderTurn(turn) {
+    const q = turn.question;
+    const total = q.total || 0;
+    el.questionHeading.textContent = total ? `Question ${q.position} of ${total}` : `Question ${q.position || ""}`.trim();
+    el.progressFill.style.width = total ? `${Math.round(((q.position - 1) / total) * 100)}%` : "0";
+    el.skill.hidden = !q.skill_area;
+    el.skill.textContent = q.skill_area || "";
+    el.prompt.textContent = q.prompt;
+    renderSheet(q.kind === "QUESTION_KIND_FORMULA" ? q.sheet : null);
+
+    const locked = Boolean(turn.key || turn.result);
+    renderAnswerField(q, turn.answer, locked);
+    el.answerError.hidden = true;
+    el.submitButton.hidden = Boolean(turn.result);
+    el.submitButton.disabled = locked;
+    el.submitStatus.textContent = "";
+    renderResult(turn.result);
+  }
+
+  function renderResult(result) {
+    if (!result) {
+      el.result.hidden = true;
+      el.resultHeading.textContent = "";
+      el.resultFeedback.textContent = "";
+      return;
+    }
+    const score = result.score;
+    el.result.hidden = false;
+    el.result.classList.remove("good", "bad");
+    if (score) {
+      el.result.classList.add(score.value >= 0.5 ? "good" : "bad");
+      el.resultHeading.textContent = `Score: ${percent(score.value)}`;
+      el.resultFeedback.textContent = score.feedback || "";
+    } else {
+      el.resultHeading.textContent = "Answer received";
+      el.resultFeedback.textContent = "Your answer is stored and waiting to be scored.";
+    }
+
+    const criteria = (score && score.criteria) || [];
+    el.criteria.replaceChildren(...criteria.map((c) => {
+      const li = document.createElement("li");
+      const mark = document.createElement("span");
+      mark.className = c.met ? "met" : "unmet";
+      mark.textContent = c.met ? "✓ met" : "✗ not met";
+      li.append(mark, ` — ${c.name}${c.detail ? `: ${c.detail}` : ""}`);
+      return li;
+    }));
+    el.criteriaBlock.hidden = criteria.length === 0;
+
+    const evidence = (score && score.evidence) || [];
+    el.evidence.replaceChildren(...evidence.map((text) => {
+      const li = document.createElement("li");
+      li.textContent = text;
+      return li;
+    }));
+    el.evidenceBlock.hidden = evidence.length === 0;
+
+    const parts = [];
+    if (score && score.signals && score.signals.length) parts.push(`Scored by: ${score.signals.join(", ")}`);
+    if (score && score.confidence) parts.push(`confidence ${percent(score.confidence)}`);
+    const p = score && score.provenance;
+    if (p && p.model_name) parts.push(`model ${p.model_name}${p.model_version ? ` v${p.model_version}` : ""}${p.backend ? ` on ${p.backend}` : ""}`);
+    el.signals.textContent = parts.join(" · ");
+
+    el.nextButton.textContent = result.finished || !result.next_question ? "See your results" : "Next question";
+  }
+
+  function renderSummary(session) {
+    store.set(SESSION_KEY, session.session_id);
+    store.remove(TURN_KEY);
+    const options = store.get(OPTIONS_KEY) || {};
+    el.summaryHeading.textContent = session.candidate_name ? `Interview complete, ${session.candidate_name}` : "Interview complete";
+    el.summaryOverall.textContent = `Overall score: ${percent(session.overall_score)}`;
+    el.summaryTurns.replaceChildren(...session.turns.map((turn) => {
+      const li = document.createElement("li");
+      const prompt = document.createElement("p");
+      prompt.textContent = turn.prompt;
+      const answer = document.createElement("p");
+      answer.append("Your answer: ");
+      const code = document.createElement("span");
+      code.className = "answer";
+      code.textContent = answerText(turn, options);
+      answer.append(code);
+      const score = document.createElement("p");
+      score.className = "muted";
+      score.textContent = turn.score
+        ? `Score ${percent(turn.score.value)}${turn.score.feedback ? ` — ${turn.score.feedback}` : ""}`
+        : "Not scored yet";
+      li.append(prompt, answer, score);
+      return li;
+    }));
+    show("summary", el.summaryHeading);
+  }
+
+  // ------------------------------------------------------------------ flow
+
+  function sessionId() {
+    return store.get(SESSION_KEY);
+  }
+
+  function rememberOptions(question) {
+    if (question.kind !== "QUESTION_KIND_MULTIPLE_CHOICE") return;
+    const options = store.get(OPTIONS_KEY) || {};
+    options[question.item_id] = question.options;
+    store.set(OPTIONS_KEY, options);
+  }
+
+  function answerText(turn, options) {
+    const choices = options[turn.item_id];
+    const index = Number(turn.answer);
+    if (choices && /^\d+$/.test(turn.answer) && index < choices.length) return choices[index];
+    return turn.answer || "(empty)";
+  }
+
+  function showQuestion(question) {
+    rememberOptions(question);
+    const turn = { sessionId: sessionId(), question };
+    store.set(TURN_KEY, turn);
+    clearError();
+    renderTurn(turn);
+    show("question", el.questionHeading);
+  }
+
+  async function handleLoadError(err, retry) {
+    if (err instanceof ApiError && err.status === 404) {
+      showStart("Your previous interview could not be found. You can start a new one.");
+    } else if (err instanceof ApiError && err.status === 409) {
+      await finish();
+    } else {
+      showError(err, retry);
+    }
+  }
+
+  async function loadCurrentQuestion() {
+    try {
+      showQuestion(await api("GET", `${sessionPath(sessionId())}/question`));
+    } catch (err) {
+      await handleLoadError(err, loadCurrentQuestion);
+    }
+  }
+
+  async function finish() {
+    try {
+      renderSummary(await api("POST", `${sessionPath(sessionId())}/finish`));
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) showStart("Your interview could not be found.");
+      else showError(err, finish);
+    }
+  }
+
+  // Sends the stored pending answer, resending with the same idempotency key when
+  // the response is lost, so a retry can never record the answer twice.
+  async function sendPending() {
+    const turn = store.get(TURN_KEY);
+    if (!turn || !turn.key) return;
+    el.submitButton.disabled = true;
+    el.submitStatus.textContent = "Scoring your answer…";
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await api("POST", `${sessionPath(turn.sessionId)}/answers`, {
+          item_id: turn.question.item_id,
+          answer: turn.answer,
+          idempotency_key: turn.key,
+        });
+        const done = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer, result };
+        store.set(TURN_KEY, done);
+        el.submitStatus.textContent = "";
+        renderTurn(done);
+        el.nextButton.focus();
+        return;
+      } catch (err) {
+        const retryable = err instanceof NetworkError || (err instanceof ApiError && RETRYABLE_STATUSES.has(err.status));
+        if (retryable && attempt < RETRY_DELAYS_MS.length) {
+          el.submitStatus.textContent = "Connection problem — trying again…";
+          await sleep(RETRY_DELAYS_MS[attempt]);
+          continue;
+        }
+        el.submitStatus.textContent = "";
+        if (retryable) {
+          // Keep the key: the answer may have been stored, and a later resend must
+          // return that result rather than store a second answer.
+          showError(err, sendPending);
+          return;
+        }
+        // The server refused the answer; it was not stored, so the candidate may
+        // edit it and submit again under a new key.
+        const unlocked = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer };
+        store.set(TURN_KEY, unlocked);
+        if (err instanceof ApiError && err.status === 404) {
+          showStart("Your interview could not be found. You can start a new one.");
+          return;
+        }
+        if (err instanceof ApiError && err.status === 409) {
+          // The interview moved on (answered in another tab, or finished): show
+          // where it is now rather than the stale question.
+          await loadCurrentQuestion();
+          if (!el.views.question.hidden) showError(err);
+          return;
+        }
+        renderTurn(unlocked);
+        showError(err);
+        const control = firstAnswerControl();
+        if (control) control.focus();
+        return;
+      }
+    }
+  }
+
+  async function onSubmitAnswer(event) {
+    event.preventDefault();
+    const turn = store.get(TURN_KEY);
+    if (!turn || turn.key || turn.result) return;
+    const answer = readAnswer(turn.question);
+    if (!answer) {
+      el.answerError.textContent =
+        turn.question.kind === "QUESTION_KIND_MULTIPLE_CHOICE" ? "Choose one of the options." : "Please enter an answer first.";
+      el.answerError.hidden = false;
+      const control = firstAnswerControl();
+      if (control) control.focus();
+      return;
+    }
+    clearError();
+    const pending = { ...turn, answer, key: newKey() };
+    store.set(TURN_KEY, pending);
+    renderTurn(pending);
+    await sendPending();
+  }
+
+  async function onNext() {
+    const turn = store.get(TURN_KEY);
+    const result = turn && turn.result;
+    if (!result) return;
+    if (result.finished || !result.next_question) {
+      await finish();
+    } else {
+      showQuestion(result.next_question);
+    }
+  }
+
+  async function onStart(event) {
+    event.preventDefault();
+    const name = el.name.value.trim();
+    if (!name) {
+      el.nameError.textContent = "Please enter your name.";
+      el.nameError.hidden = false;
+      el.name.setAttribute("aria-invalid", "true");
+      el.name.focus();
+      return;
+    }
+    el.nameError.hidden = true;
+    el.name.removeAttribute("aria-invalid");
+    clearError();
+    el.startButton.disabled = true;
+    try {
+      const started = await api("POST", API, { candidate_name: name });
+      store.set(SESSION_KEY, started.session.session_id);
+      if (started.question) showQuestion(started.question);
+      else await finish();
+    } catch (err) {
+      showError(err);
+    } finally {
+      el.startButton.disabled = false;
+    }
+  }
+
+  async function onFinishEarly() {
+    if (!window.confirm("End the interview now? Unanswered questions will not be scored.")) return;
+    await finish();
+  }
+
+  async function resume() {
+    const id = sessionId();
+    if (!id) {
+      show("start", null);
+      return;
+    }
+    const turn = store.get(TURN_KEY);
+    if (turn && turn.sessionId === id && turn.question && (turn.key || turn.result)) {
+      renderTurn(turn);
+      show("question", el.questionHeading);
+      if (turn.key && !turn.result) await sendPending();
+      return;
+    }
+    await loadCurrentQuestion();
+  }
+
+  el.startForm.addEventListener("submit", onStart);
+  el.answerForm.addEventListener("submit", onSubmitAnswer);
+  el.nextButton.addEventListener("click", onNext);
+  el.finishEarly.addEventListener("click", onFinishEarly);
+  el.restartButton.addEventListener("click", () => {
+    showStart();
+    el.name.value = "";
+  });
+  resume();
+})();

@@ -1,0 +1,181 @@
+"""The gateway over real HTTP (uvicorn), the candidate page, docs and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from grpc_health.v1 import health_pb2
+
+from gateway_fakes import FakeServer, free_port
+from gateway.app import create_app
+from gateway.orchestrator import ORCHESTRATOR_SERVICE
+from gateway.settings import GatewaySettings
+
+API = "/api/v1/interviews"
+
+
+@pytest.fixture
+async def served(orchestrator: FakeServer) -> AsyncIterator[str]:
+    """The gateway served by uvicorn on a free port; yields its base URL."""
+    settings = GatewaySettings(orchestrator_address=orchestrator.address, host="127.0.0.1", port=free_port())
+    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    # Signals stay with pytest; the server is stopped through should_exit.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    yield f"http://{settings.host}:{settings.port}"
+    server.should_exit = True
+    await asyncio.wait_for(task, 10)
+
+
+async def _chunks(total: int, size: int = 4096) -> AsyncIterator[bytes]:
+    sent = 0
+    head = b'{"candidate_name": "'
+    yield head
+    sent += len(head)
+    while sent < total - 2:
+        piece = min(size, total - 2 - sent)
+        yield b"a" * piece
+        sent += piece
+    yield b'"}'
+
+
+async def test_chunked_body_over_the_limit_is_413(served: str, orchestrator: FakeServer) -> None:
+    async with httpx.AsyncClient(base_url=served) as client:
+        response = await client.post(
+            API, content=_chunks(200 * 1024), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 413
+    assert orchestrator.servicer.calls == []
+
+
+async def test_chunked_body_under_the_limit_reaches_the_route(served: str, orchestrator: FakeServer) -> None:
+    async def small() -> AsyncIterator[bytes]:
+        for part in (b'{"candidate_', b'name": "Grace', b' Hopper"}'):
+            yield part
+
+    async with httpx.AsyncClient(base_url=served) as client:
+        response = await client.post(API, content=small(), headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["session"]["candidate_name"] == "Grace Hopper"
+
+
+async def test_declared_length_over_the_limit_is_413_over_http(served: str) -> None:
+    async with httpx.AsyncClient(base_url=served) as client:
+        response = await client.post(
+            API, content=b"x" * (65 * 1024), headers={"content-type": "application/json", "x-request-id": "big-1"}
+        )
+    assert response.status_code == 413
+    assert response.headers["x-request-id"] == "big-1"
+    assert response.json()["request_id"] == "big-1"
+
+
+async def test_candidate_page_and_assets_are_served_locally(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    html = page.text
+    assert '<script src="/static/app.js"' in html
+    assert 'href="/static/app.css"' in html
+    # Everything from this origin: no CDN or other host in any src/href.
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert url.startswith(("/", "#")), url
+    for asset, media in (("/static/app.js", "javascript"), ("/static/app.css", "text/css"), ("/static/favicon.svg", "svg")):
+        response = await client.get(asset)
+        assert response.status_code == 200, asset
+        assert media in response.headers["content-type"], asset
+        assert not re.search(r"(?:import|url\(|fetch\()\s*['\"]?https?://", response.text), asset
+
+
+async def test_page_has_the_screens_and_accessibility_hooks(client: httpx.AsyncClient) -> None:
+    html = (await client.get("/")).text
+    assert '<label for="candidate-name">Your name</label>' in html
+    assert "Start interview" in html
+    assert 'aria-live="polite"' in html
+    assert 'id="question-heading" tabindex="-1"' in html
+    js = (await client.get("/static/app.js")).text
+    # The page's contract with the API and with a refresh.
+    for needle in ("/api/v1/interviews", "idempotency_key", "randomUUID", "localStorage", "Scored by", "of ${total}"):
+        assert needle in js, needle
+
+
+async def test_openapi_and_local_swagger_ui(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    assert schema["openapi"].startswith("3.")
+    paths = schema["paths"]
+    assert set(paths) >= {
+        "/api/v1/interviews",
+        "/api/v1/interviews/{session_id}",
+        "/api/v1/interviews/{session_id}/question",
+        "/api/v1/interviews/{session_id}/answers",
+        "/api/v1/interviews/{session_id}/finish",
+        "/healthz",
+        "/readyz",
+    }
+    created = paths["/api/v1/interviews"]["post"]["responses"]
+    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/StartInterviewResult")
+    assert created["503"]["content"]["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
+    assert {"Problem", "Question", "Score", "Session", "SubmitAnswerResult"} <= set(schema["components"]["schemas"])
+
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    pytest.importorskip("swagger_ui_bundle")
+    assert "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert (await client.get("/docs-assets/swagger-ui-bundle.js")).status_code == 200
+
+
+async def test_healthz_needs_no_orchestrator(make_client) -> None:
+    async with make_client(f"127.0.0.1:{free_port()}") as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+async def test_readyz_follows_the_orchestrator_health_service(
+    client: httpx.AsyncClient, orchestrator: FakeServer
+) -> None:
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ok", "detail": "orchestrator SERVING"}
+
+    await orchestrator.health.set(ORCHESTRATOR_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    not_ready = await client.get("/readyz")
+    assert not_ready.status_code == 503
+    assert not_ready.headers["content-type"] == "application/problem+json"
+    assert "NOT_SERVING" in not_ready.json()["detail"]
+
+
+async def test_readyz_is_503_quickly_when_the_orchestrator_is_down(make_client) -> None:
+    async with make_client(f"127.0.0.1:{free_port()}", readiness_deadline_s=1.0) as client:
+        started = time.perf_counter()
+        response = await client.get("/readyz")
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 503
+    assert "unreachable" in response.json()["detail"]
+    assert elapsed < 1.0, elapsed
+
+
+async def test_huge_chunked_body_is_cut_off_and_the_server_keeps_serving(served: str, orchestrator: FakeServer) -> None:
+    async with httpx.AsyncClient(base_url=served) as client:
+        try:
+            response = await client.post(API, content=_chunks(8 * 1024 * 1024, 64 * 1024))
+        except httpx.TransportError:
+            pass  # past the drain allowance the gateway may simply close on the client
+        else:
+            assert response.status_code == 413
+        assert orchestrator.servicer.calls == []
+        assert (await client.get("/healthz")).status_code == 200
