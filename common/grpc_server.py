@@ -15,7 +15,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
-from common.errors import ServiceError
+from google.protobuf.message import DecodeError
+
+from common.errors import InvalidArgument, ServiceError
 from common.logging import request_id_var
 
 log = logging.getLogger(__name__)
@@ -31,14 +33,30 @@ RPC_LATENCY = Histogram(
 )
 
 
-def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+Deserializer = Callable[[bytes], Any] | None
+
+
+def _decode(deserialize: Deserializer, raw: bytes) -> Any:
+    # Decoding here instead of in grpc core turns a malformed message into
+    # INVALID_ARGUMENT with a message, rather than grpc's bare UNKNOWN.
+    if deserialize is None:
+        return raw
+    try:
+        return deserialize(raw)
+    except DecodeError as exc:
+        raise InvalidArgument(f"malformed request message: {exc}") from None
+
+
+def _wrap_unary(
+    method: str, behavior: Callable[..., Awaitable[Any]], deserialize: Deserializer
+) -> Callable[..., Awaitable[Any]]:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
         token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await behavior(request, context)
+            return await behavior(_decode(deserialize, raw), context)
         except ServiceError as exc:
             code = exc.code
             await context.abort(exc.code, exc.message)
@@ -60,13 +78,18 @@ def _wrap_unary(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callabl
     return handler
 
 
-def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
-    async def handler(request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+def _wrap_stream(method: str, behavior: Callable[..., Any], deserialize: Deserializer) -> Callable[..., Any]:
+    async def handler(raw_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         metadata = dict(context.invocation_metadata() or ())
         token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
         code = grpc.StatusCode.OK
+
+        async def requests() -> Any:
+            async for raw in raw_iterator:
+                yield _decode(deserialize, raw)
+
         try:
-            async for response in behavior(request_iterator, context):
+            async for response in behavior(requests(), context):
                 yield response
         except ServiceError as exc:
             code = exc.code
@@ -103,14 +126,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                _wrap_unary(method, handler.unary_unary, handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                _wrap_stream(method, handler.stream_stream),
-                request_deserializer=handler.request_deserializer,
+                _wrap_stream(method, handler.stream_stream, handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler

@@ -1,0 +1,247 @@
+"""Turns an item and its answers into core_rs features, then model scores into Score messages.
+
+Pure and synchronous: no I/O, so it is tested without a server. The model call sits
+between :func:`prepare` and :func:`finish` in the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import core_rs
+from common import CODE_VERSION
+from common.errors import InvalidArgument
+from xlinterview.v1 import common_pb2, scorer_pb2
+
+SIGNAL_FORMULA = "core_rs.formula_eval"
+SIGNAL_TEXT = "core_rs.text_features"
+SIGNAL_CHOICE = "rule.choice_exact"
+SIGNAL_CONFIDENCE = "confidence.margin_uncalibrated"
+MAX_VALUE_CHARS = 120
+
+
+@dataclass
+class PreparedAnswer:
+    """An answer after feature extraction, waiting for its model score (if it needs one).
+
+    Attributes:
+        answer_id: The caller's id, echoed back.
+        features: The model's input row; ``None`` when a rule decides the score alone.
+        rule_score: The score when a rule decides it.
+        criteria: Per-criterion results.
+        evidence: Facts behind the score.
+        feedback: Sentences for the candidate.
+        signals: Signals that produced the score.
+    """
+
+    answer_id: str
+    features: np.ndarray | None = None
+    rule_score: float | None = None
+    criteria: list[common_pb2.CriterionResult] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    signals: list[str] = field(default_factory=list)
+
+
+def sheet_rows(sheet: common_pb2.SampleSheet) -> list[list[core_rs.Cell]]:
+    """Converts a protobuf sample sheet into core_rs's row-major cell lists."""
+    rows: list[list[core_rs.Cell]] = []
+    for row in sheet.rows:
+        cells: list[core_rs.Cell] = []
+        for cell in row.cells:
+            kind = cell.WhichOneof("value")
+            cells.append(None if kind is None else getattr(cell, kind))
+        rows.append(cells)
+    return rows
+
+
+def format_value(value: Sequence[Sequence[core_rs.Cell]]) -> str:
+    """Renders a formula result the way Excel writes array constants: ``{1,2;3,4}``."""
+
+    def one(cell: core_rs.Cell) -> str:
+        if cell is None:
+            return "(empty)"
+        if isinstance(cell, bool):
+            return "TRUE" if cell else "FALSE"
+        if isinstance(cell, float):
+            return f"{cell:.15g}"
+        return str(cell)
+
+    if len(value) == 1 and len(value[0]) == 1:
+        text = one(value[0][0])
+    else:
+        text = "{" + ";".join(",".join(one(c) for c in row) for row in value) + "}"
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: int) -> None:
+    """Rejects items and answers the scorer cannot grade.
+
+    Raises:
+        InvalidArgument: With a message naming what is wrong.
+    """
+    if not item.item_id:
+        raise InvalidArgument("item.item_id is required")
+    spec = item.WhichOneof("spec")
+    expected = {
+        common_pb2.QUESTION_KIND_FORMULA: "formula",
+        common_pb2.QUESTION_KIND_FREE_TEXT: "rubric",
+        common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
+    }.get(item.kind)
+    if expected is None:
+        raise InvalidArgument(f"item {item.item_id}: kind must be set")
+    if spec != expected:
+        raise InvalidArgument(f"item {item.item_id}: a {common_pb2.QuestionKind.Name(item.kind)} item needs spec.{expected}")
+    if expected == "formula" and not item.formula.reference_formula.strip():
+        raise InvalidArgument(f"item {item.item_id}: formula.reference_formula is empty")
+    if expected == "choice" and not 0 <= item.choice.correct_index < len(item.choice.options):
+        raise InvalidArgument(f"item {item.item_id}: choice.correct_index is out of range")
+    for index, text in enumerate(answers):
+        if not text.strip():
+            raise InvalidArgument(f"answer {index}: text is empty")
+        if len(text) > max_chars:
+            raise InvalidArgument(f"answer {index}: text has {len(text)} characters; the limit is {max_chars}")
+
+
+def prepare(item: common_pb2.ScoringItem, answers: Sequence[scorer_pb2.AnswerInput]) -> list[PreparedAnswer]:
+    """Extracts features (formula grading or text features) for every answer of one item.
+
+    Raises:
+        InvalidArgument: The item's own reference formula does not parse.
+    """
+    texts = [answer.text for answer in answers]
+    ids = [answer.answer_id for answer in answers]
+    if item.kind == common_pb2.QUESTION_KIND_FORMULA:
+        try:
+            grades = core_rs.grade_formulas(sheet_rows(item.formula.sheet), item.formula.reference_formula, texts)
+        except core_rs.CoreError as exc:
+            raise InvalidArgument(f"item {item.item_id}: {exc}") from None
+        return [_prepared_formula(answer_id, grade) for answer_id, grade in zip(ids, grades, strict=True)]
+    if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT:
+        criteria = [(c.name, list(c.terms), c.weight) for c in item.rubric.criteria]
+        features = core_rs.text_features_batch(texts, list(item.rubric.reference_answers), criteria)
+        return [
+            _prepared_text(answer_id, item.rubric, feats) for answer_id, feats in zip(ids, features, strict=True)
+        ]
+    return [_prepared_choice(answer_id, item.choice, text) for answer_id, text in zip(ids, texts, strict=True)]
+
+
+def _prepared_formula(answer_id: str, grade: core_rs.FormulaGrade) -> PreparedAnswer:
+    prepared = PreparedAnswer(answer_id=answer_id, signals=[SIGNAL_FORMULA])
+    prepared.features = np.asarray(grade.features, dtype=np.float32)
+    prepared.criteria.append(
+        common_pb2.CriterionResult(
+            name="valid formula",
+            met=grade.parses,
+            weight=1.0,
+            detail="parses" if grade.parses else f"{grade.error} (at character {grade.error_position})",
+        )
+    )
+    if not grade.parses:
+        prepared.feedback.append(f"Your formula could not be read: {grade.error}.")
+        return prepared
+    candidate, expected = format_value(grade.candidate_value), format_value(grade.reference_value)
+    prepared.evidence.append(f"your formula returns {candidate} on the sample sheet; expected {expected}")
+    if grade.functions_used:
+        prepared.evidence.append("functions used: " + ", ".join(grade.functions_used))
+    prepared.criteria.append(
+        common_pb2.CriterionResult(
+            name="correct result", met=grade.values_match, weight=1.0, detail=f"{candidate} vs {expected}"
+        )
+    )
+    prepared.criteria.append(
+        common_pb2.CriterionResult(
+            name="computed from the sheet",
+            met=not grade.hardcoded,
+            weight=1.0,
+            detail="the formula references no cells" if grade.hardcoded else "references cells of the sheet",
+        )
+    )
+    if grade.hardcoded:
+        prepared.feedback.append("The result is typed in as a constant; the formula must compute it from the sheet.")
+    elif grade.values_match:
+        prepared.feedback.append(f"Correct: your formula returns {candidate}.")
+    else:
+        prepared.feedback.append(f"Your formula returns {candidate}, but the expected result is {expected}.")
+        missing = sorted(set(grade.reference_functions) - set(grade.functions_used))
+        if missing:
+            prepared.feedback.append("A solution could use " + ", ".join(missing) + ".")
+    return prepared
+
+
+def _prepared_text(answer_id: str, rubric: common_pb2.TextRubric, feats: core_rs.TextFeatures) -> PreparedAnswer:
+    prepared = PreparedAnswer(answer_id=answer_id, signals=[SIGNAL_TEXT])
+    prepared.features = np.asarray(feats.features, dtype=np.float32)
+    covered, missed = [], []
+    for criterion, hit, terms in zip(rubric.criteria, feats.criteria_hits, feats.matched_terms, strict=True):
+        detail = "mentions " + ", ".join(f'"{t}"' for t in terms) if hit else "not mentioned"
+        prepared.criteria.append(
+            common_pb2.CriterionResult(name=criterion.name, met=hit, weight=criterion.weight, detail=detail)
+        )
+        (covered if hit else missed).append(criterion.name)
+    prepared.evidence.append(
+        f"concept coverage {feats.concept_coverage:.0%}, reference word recall {feats.reference_recall:.0%}, "
+        f"{feats.token_count} words"
+    )
+    if covered:
+        prepared.feedback.append("You covered: " + ", ".join(covered) + ".")
+    if missed:
+        prepared.feedback.append("Not covered: " + ", ".join(missed) + ".")
+    return prepared
+
+
+def _prepared_choice(answer_id: str, choice: common_pb2.ChoiceSpec, text: str) -> PreparedAnswer:
+    try:
+        picked = int(text.strip())
+    except ValueError:
+        raise InvalidArgument(f"answer {answer_id!r}: a multiple-choice answer is an option index, got {text!r}") from None
+    if not 0 <= picked < len(choice.options):
+        raise InvalidArgument(f"answer {answer_id!r}: option {picked} does not exist")
+    correct = picked == choice.correct_index
+    prepared = PreparedAnswer(answer_id=answer_id, rule_score=1.0 if correct else 0.0, signals=[SIGNAL_CHOICE])
+    prepared.criteria.append(
+        common_pb2.CriterionResult(name="correct option", met=correct, weight=1.0, detail=choice.options[picked])
+    )
+    prepared.evidence.append(f"chose option {picked + 1}: {choice.options[picked]}")
+    prepared.feedback.append("Correct." if correct else f"Not quite: the answer is \"{choice.options[choice.correct_index]}\".")
+    return prepared
+
+
+def finish(
+    item: common_pb2.ScoringItem,
+    prepared: PreparedAnswer,
+    model_score: float | None,
+    model_name: str,
+    model_version: str,
+) -> common_pb2.Score:
+    """Builds the Score message; ``model_score`` is required unless a rule decided the score."""
+    provenance = common_pb2.ScoreProvenance(
+        rubric_version=f"{item.item_id}@v{item.item_version}",
+        code_version=f"xlinterview {CODE_VERSION}",
+    )
+    signals = list(prepared.signals)
+    if prepared.rule_score is not None:
+        value, confidence = prepared.rule_score, 1.0
+        provenance.backend = "rule"
+    else:
+        if model_score is None:
+            raise ValueError("a model-scored answer needs its model score")
+        value = float(min(1.0, max(0.0, model_score)))
+        # A margin from the decision boundary, not yet a calibrated probability (a later issue calibrates it).
+        confidence = abs(2.0 * value - 1.0)
+        provenance.backend = "triton"
+        provenance.model_name = model_name
+        provenance.model_version = model_version
+        signals += [f"triton.{model_name}", SIGNAL_CONFIDENCE]
+    return common_pb2.Score(
+        value=value,
+        confidence=confidence,
+        feedback=" ".join(prepared.feedback),
+        criteria=prepared.criteria,
+        evidence=prepared.evidence,
+        signals=signals,
+        provenance=provenance,
+    )

@@ -1,0 +1,88 @@
+"""Feature extraction and Score assembly, without a server."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import InvalidArgument
+from scorer import grading
+from xlinterview.v1 import common_pb2, scorer_pb2
+
+
+def answers(*texts: str) -> list[scorer_pb2.AnswerInput]:
+    return [scorer_pb2.AnswerInput(answer_id=f"a{i}", text=t) for i, t in enumerate(texts)]
+
+
+def test_formula_features_separate_right_wrong_and_hardcoded(formula_item: common_pb2.ScoringItem) -> None:
+    right, wrong, constant, broken = grading.prepare(
+        formula_item, answers('=SUMIFS(C2:C5,A2:A5,"East")', "=SUM(C2:C5)", "=15", "=SUM(C2:C5")
+    )
+    assert [c.met for c in right.criteria] == [True, True, True]
+    assert "returns 15" in right.evidence[0]
+    assert [c.met for c in wrong.criteria] == [True, False, True]
+    assert "expected result is 15" in " ".join(wrong.feedback)
+    assert [c.met for c in constant.criteria] == [True, True, False]
+    assert broken.criteria[0].met is False and "could not be read" in broken.feedback[0]
+    assert all(p.features is not None and p.rule_score is None for p in (right, wrong, constant, broken))
+
+
+def test_text_criteria_report_the_matched_terms(text_item: common_pb2.ScoringItem) -> None:
+    (prepared,) = grading.prepare(
+        text_item, answers("A relative reference shifts when copied, but $A$1 with the dollar sign is absolute.")
+    )
+    assert [c.met for c in prepared.criteria] == [True, True, True]
+    assert "relative" in prepared.criteria[0].detail
+    (empty,) = grading.prepare(text_item, answers("I like spreadsheets."))
+    assert [c.met for c in empty.criteria] == [False, False, False]
+    assert "Not covered" in " ".join(empty.feedback)
+
+
+def test_choice_is_a_rule_and_says_so(choice_item: common_pb2.ScoringItem) -> None:
+    right, wrong = grading.prepare(choice_item, answers("1", "0"))
+    assert (right.rule_score, wrong.rule_score) == (1.0, 0.0)
+    score = grading.finish(choice_item, wrong, None, "answer_scorer", "1")
+    assert score.provenance.backend == "rule" and score.provenance.model_name == ""
+    assert score.signals == [grading.SIGNAL_CHOICE]
+    assert "PivotTable" in score.feedback
+
+
+@pytest.mark.parametrize("text", ["7", "x", "-1"])
+def test_choice_rejects_options_that_do_not_exist(choice_item: common_pb2.ScoringItem, text: str) -> None:
+    with pytest.raises(InvalidArgument):
+        grading.prepare(choice_item, answers(text))
+
+
+def test_model_score_carries_its_provenance(formula_item: common_pb2.ScoringItem) -> None:
+    (prepared,) = grading.prepare(formula_item, answers('=SUMIFS(C2:C5,A2:A5,"East")'))
+    score = grading.finish(formula_item, prepared, 0.97, "answer_scorer", "1")
+    assert score.value == pytest.approx(0.97)
+    assert score.provenance.backend == "triton"
+    assert (score.provenance.model_name, score.provenance.model_version) == ("answer_scorer", "1")
+    assert score.provenance.rubric_version == "sumifs-east@v1"
+    assert "triton.answer_scorer" in score.signals and grading.SIGNAL_FORMULA in score.signals
+    with pytest.raises(ValueError):
+        grading.finish(formula_item, prepared, None, "answer_scorer", "1")
+
+
+def test_validate_rejects_bad_items_and_answers(formula_item: common_pb2.ScoringItem) -> None:
+    with pytest.raises(InvalidArgument, match="empty"):
+        grading.validate(formula_item, ["   "], 100)
+    with pytest.raises(InvalidArgument, match="limit is 10"):
+        grading.validate(formula_item, ["=SUM(" + "A1," * 10 + "A1)"], 10)
+    mismatched = common_pb2.ScoringItem()
+    mismatched.CopyFrom(formula_item)
+    mismatched.kind = common_pb2.QUESTION_KIND_FREE_TEXT
+    with pytest.raises(InvalidArgument, match="spec.rubric"):
+        grading.validate(mismatched, ["x"], 100)
+
+
+def test_bad_reference_formula_is_the_callers_error(formula_item: common_pb2.ScoringItem) -> None:
+    formula_item.formula.reference_formula = "=SUM(C2:C5"
+    with pytest.raises(InvalidArgument, match="sumifs-east"):
+        grading.prepare(formula_item, answers("=1"))
+
+
+def test_format_value_writes_arrays_like_excel() -> None:
+    assert grading.format_value([[1.0]]) == "1"
+    assert grading.format_value([["East"], ["West"]]) == "{East;West}"
+    assert grading.format_value([[True, None]]) == "{TRUE,(empty)}"
