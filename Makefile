@@ -1,0 +1,64 @@
+# One task runner for people, CI and tooling. `make up` runs the system, `make test` tests it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .stamps
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(BIN)):$(PATH)
+
+PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
+RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
+
+.PHONY: help install up test test-rust test-python proto check-prereqs clean
+
+help:
+	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
+	@echo "make test   install everything and run the Rust and Python tests"
+	@echo "make proto  regenerate the Python gRPC code from proto/"
+	@echo "make clean  remove the virtual environment, build output and generated code (keeps .data/)"
+
+check-prereqs:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install CPython 3.11 (e.g. apt-get install python3.11 python3.11-venv, or pyenv install 3.11)." >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || { echo "error: $(PYTHON) is not Python 3.11 (the Triton Python-backend stub is built for 3.11)." >&2; exit 1; }
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { echo "error: $(PYTHON) lacks venv/ensurepip (apt-get install python3.11-venv)." >&2; exit 1; }
+	@command -v cargo >/dev/null || { echo "error: cargo not found. Install a Rust toolchain (https://rustup.rs): curl ... | sh, then reopen the shell." >&2; exit 1; }
+
+$(STAMPS)/venv: pyproject.toml | check-prereqs
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet maturin==1.16.0 grpcio-tools==1.81.1
+	@touch $@
+
+# Generated code is never committed: it is built here into xlinterview/ (see tests/test_generated_code.py).
+$(STAMPS)/proto: $(PROTOS) $(STAMPS)/venv
+	rm -rf xlinterview
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+	touch xlinterview/__init__.py xlinterview/v1/__init__.py
+	@touch $@
+
+proto: $(STAMPS)/proto
+
+# Installs the Python dependencies and builds core_rs into the venv (editable).
+$(STAMPS)/install: $(STAMPS)/proto $(RUST_SOURCES) pyproject.toml
+	$(BIN)/maturin develop --release --extras dev,local
+	@touch $@
+
+install: $(STAMPS)/install
+
+up: install
+	$(BIN)/xli-up
+
+test-rust: install
+	cargo test --release --workspace
+
+test-python: install
+	$(BIN)/python -m pytest -q
+
+test: test-rust test-python
+
+clean:
+	rm -rf $(VENV) $(STAMPS) target xlinterview core_rs/*.so

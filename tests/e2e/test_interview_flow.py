@@ -1,0 +1,155 @@
+"""End to end: browser API → gateway → orchestrator → scorer → core_rs + Triton → PostgreSQL.
+
+Starts the whole stack the way ``make up`` does (real PostgreSQL, Redis and Triton, each
+service its own process) and drives one interview through the REST API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from stack.backing import free_port
+from stack.runner import Stack
+from stack.settings import StackSettings
+
+pytestmark = pytest.mark.e2e
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = StackSettings(
+        data_dir=Path(tmp_path_factory.mktemp("data")),
+        gateway_port=free_port(),
+        scorer_port=free_port(),
+        orchestrator_port=free_port(),
+        database_url=None,
+        redis_url=None,
+        triton_url=None,
+    )
+    with Stack(settings) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
+        yield http
+
+
+def answer_for(question: dict) -> str:
+    kind = question["kind"]
+    if kind == "QUESTION_KIND_FORMULA":
+        return "=1+1"  # a real formula; graded by value against the reference on the sample sheet
+    if kind == "QUESTION_KIND_MULTIPLE_CHOICE":
+        return "0"
+    return "A relative reference changes when copied, an absolute reference with $ signs stays fixed."
+
+
+def test_one_interview_travels_every_layer(stack: Stack, client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+
+    started = client.post("/api/v1/interviews", json={"candidate_name": "Ada Lovelace"})
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session"]["session_id"]
+    question = started.json()["question"]
+    total = question["total"]
+    assert total >= 3
+
+    submitted: list[tuple[str, str, dict]] = []
+    while True:
+        key = str(uuid.uuid4())
+        text = answer_for(question)
+        reply = client.post(
+            f"/api/v1/interviews/{session_id}/answers",
+            json={"item_id": question["item_id"], "answer": text, "idempotency_key": key},
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        score = body["score"]
+        assert 0.0 <= score.get("value", 0.0) <= 1.0
+        assert score["signals"], "every score names the signals that produced it"
+        if question["kind"] in ("QUESTION_KIND_FORMULA", "QUESTION_KIND_FREE_TEXT"):
+            assert score["provenance"]["backend"] == "triton"
+            assert score["provenance"]["model_name"] == "answer_scorer"
+        submitted.append((body["answer_id"], text, score))
+
+        # A retry with the same key returns the first result and stores nothing new.
+        again = client.post(
+            f"/api/v1/interviews/{session_id}/answers",
+            json={"item_id": question["item_id"], "answer": text, "idempotency_key": key},
+        )
+        assert again.status_code == 200 and again.json()["answer_id"] == body["answer_id"]
+
+        if body.get("finished"):
+            break
+        question = body["next_question"]
+
+    assert len(submitted) == total
+    session = client.get(f"/api/v1/interviews/{session_id}").json()
+    assert session["status"] == "SESSION_STATUS_FINISHED"
+    assert [t["answer_id"] for t in session["turns"]] == [a for a, _, _ in submitted]
+
+    rows = _database_rows(stack.database_url, session_id)
+    assert [(str(r["answer_id"]), r["answer"]) for r in rows] == [(a, t) for a, t, _ in submitted]
+    assert all(r["value"] is not None for r in rows), "every stored answer has its stored score"
+    for row, (_, _, score) in zip(rows, submitted, strict=True):
+        assert row["value"] == pytest.approx(score.get("value", 0.0))
+
+
+def test_bad_input_gets_problem_bodies_and_changes_nothing(stack: Stack, client: httpx.Client) -> None:
+    started = client.post("/api/v1/interviews", json={"candidate_name": "Bad Input"}).json()
+    session_id, question = started["session"]["session_id"], started["question"]
+
+    unknown = client.get(f"/api/v1/interviews/{uuid.uuid4()}/question")
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+
+    empty = client.post(
+        f"/api/v1/interviews/{session_id}/answers",
+        json={"item_id": question["item_id"], "answer": "   ", "idempotency_key": str(uuid.uuid4())},
+    )
+    assert empty.status_code in (400, 422) and empty.json()["status"] == empty.status_code
+
+    wrong_item = client.post(
+        f"/api/v1/interviews/{session_id}/answers",
+        json={"item_id": "not-the-current-item", "answer": "=1", "idempotency_key": str(uuid.uuid4())},
+    )
+    assert wrong_item.status_code == 409
+
+    malformed = client.post(
+        f"/api/v1/interviews/{session_id}/answers",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert 400 <= malformed.status_code < 500
+
+    assert _database_rows(stack.database_url, session_id) == []
+    still = client.get(f"/api/v1/interviews/{session_id}/question")
+    assert still.status_code == 200 and still.json()["item_id"] == question["item_id"]
+
+
+def _database_rows(database_url: str, session_id: str) -> list[asyncpg.Record]:
+    import asyncio
+
+    async def fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(database_url, timeout=10)
+        try:
+            return await connection.fetch(
+                """
+                SELECT a.answer_id, a.answer, s.value
+                FROM answers a LEFT JOIN scores s ON s.answer_id = a.answer_id
+                WHERE a.session_id = $1
+                ORDER BY a.position
+                """,
+                uuid.UUID(session_id),
+            )
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
