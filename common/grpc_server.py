@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import Counter, Histogram
-
 from google.protobuf.message import DecodeError
+from prometheus_client import Counter, Histogram
 
 from common.errors import InvalidArgument, ServiceError
 from common.logging import request_id_var
@@ -47,63 +47,53 @@ def _decode(deserialize: Deserializer, raw: bytes) -> Any:
         raise InvalidArgument(f"malformed request message: {exc}") from None
 
 
+@contextlib.asynccontextmanager
+async def _rpc_scope(method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """Sets the request id, maps errors to statuses and records metrics around one RPC."""
+    metadata = dict(context.invocation_metadata() or ())
+    token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
+    started = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        yield
+    except ServiceError as exc:
+        code = exc.code
+        await context.abort(exc.code, exc.message)
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except grpc.aio.AbortError:
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        raise
+    except Exception:
+        code = grpc.StatusCode.INTERNAL
+        log.exception("unhandled error in %s", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
+    finally:
+        RPC_TOTAL.labels(method, code.name).inc()
+        RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
+        request_id_var.reset(token)
+
+
 def _wrap_unary(
     method: str, behavior: Callable[..., Awaitable[Any]], deserialize: Deserializer
 ) -> Callable[..., Awaitable[Any]]:
     async def handler(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
-        metadata = dict(context.invocation_metadata() or ())
-        token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
+        async with _rpc_scope(method, context):
             return await behavior(_decode(deserialize, raw), context)
-        except ServiceError as exc:
-            code = exc.code
-            await context.abort(exc.code, exc.message)
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
-            raise
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("unhandled error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
-        finally:
-            RPC_TOTAL.labels(method, code.name).inc()
-            RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
-            request_id_var.reset(token)
 
     return handler
 
 
 def _wrap_stream(method: str, behavior: Callable[..., Any], deserialize: Deserializer) -> Callable[..., Any]:
     async def handler(raw_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
-        metadata = dict(context.invocation_metadata() or ())
-        token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
-        code = grpc.StatusCode.OK
-
         async def requests() -> Any:
             async for raw in raw_iterator:
                 yield _decode(deserialize, raw)
 
-        try:
+        async with _rpc_scope(method, context):
             async for response in behavior(requests(), context):
                 yield response
-        except ServiceError as exc:
-            code = exc.code
-            await context.abort(exc.code, exc.message)
-        except grpc.aio.AbortError:
-            code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception:
-            code = grpc.StatusCode.INTERNAL
-            log.exception("unhandled error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
-        finally:
-            RPC_TOTAL.labels(method, code.name).inc()
-            request_id_var.reset(token)
 
     return handler
 

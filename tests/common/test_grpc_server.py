@@ -1,0 +1,94 @@
+"""The shared gRPC frame: error mapping, hidden internals, request ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from common.errors import NotFound
+from common.grpc_server import REQUEST_ID_KEY, create_server
+from common.logging import request_id_var
+from stack.backing import free_port
+
+SEEN_REQUEST_IDS: list[str] = []
+
+
+async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    SEEN_REQUEST_IDS.append(request_id_var.get())
+    if request == b"missing":
+        raise NotFound("no such thing: missing")
+    if request == b"crash":
+        raise RuntimeError("secret connection string postgres://user:pw@db")
+    return request
+
+
+async def echo_stream(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async for request in requests:
+        if request == b"missing":
+            raise NotFound("stream item missing")
+        yield request
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[grpc.aio.Channel]:
+    server = create_server()
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Echo",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(
+                        echo
+                    ),
+                    "Stream": grpc.stream_stream_rpc_method_handler(
+                        echo_stream
+                    ),
+                },
+            )
+        ]
+    )
+    address = f"127.0.0.1:{free_port()}"
+    server.add_insecure_port(address)
+    await server.start()
+    async with grpc.aio.insecure_channel(address) as opened:
+        yield opened
+    await server.stop(None)
+
+
+async def test_service_errors_map_to_their_status(channel: grpc.aio.Channel) -> None:
+    unary = channel.unary_unary("/test.Echo/Unary")
+    assert await unary(b"hello", timeout=5) == b"hello"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await unary(b"missing", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == "no such thing: missing"
+
+
+async def test_unexpected_errors_are_internal_and_leak_nothing(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channel.unary_unary("/test.Echo/Unary")(b"crash", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "postgres" not in (caught.value.details() or "")
+
+
+async def test_stream_errors_map_to_their_status(channel: grpc.aio.Channel) -> None:
+    async def requests() -> AsyncIterator[bytes]:
+        yield b"one"
+        yield b"missing"
+
+    call = channel.stream_stream("/test.Echo/Stream")(requests(), timeout=5)
+    assert await call.read() == b"one"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_request_id_comes_from_metadata_or_is_made(channel: grpc.aio.Channel) -> None:
+    SEEN_REQUEST_IDS.clear()
+    unary = channel.unary_unary("/test.Echo/Unary")
+    await unary(b"a", metadata=((REQUEST_ID_KEY, "req-123"),), timeout=5)
+    await unary(b"b", timeout=5)
+    assert SEEN_REQUEST_IDS[0] == "req-123"
+    assert len(SEEN_REQUEST_IDS[1]) == 32 and SEEN_REQUEST_IDS[1] != "req-123"
