@@ -55,7 +55,16 @@ up: install
 test-rust: install
 	cargo test --release --workspace
 
-test-python: install
+# The browser tests drive Debian's chromium through Playwright (no browser download).
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	@if [ ! -x /usr/lib/chromium/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "error: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; \
+	fi
+	@touch $@
+
+test-python: install $(STAMPS)/chromium
 	$(BIN)/python -m pytest -q
 
 test: test-rust test-python

@@ -7,39 +7,13 @@ service its own process) and drives one interview through the REST API.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import asyncpg
 import httpx
 import pytest
 
-from stack.backing import free_port
 from stack.runner import Stack
-from stack.settings import StackSettings
 
 pytestmark = pytest.mark.e2e
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = StackSettings(
-        data_dir=Path(tmp_path_factory.mktemp("data")),
-        gateway_port=free_port(),
-        scorer_port=free_port(),
-        orchestrator_port=free_port(),
-        database_url=None,
-        redis_url=None,
-        triton_url=None,
-    )
-    with Stack(settings) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
-        yield http
-
 
 def answer_for(question: dict) -> str:
     kind = question["kind"]
