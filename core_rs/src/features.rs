@@ -1,6 +1,6 @@
 //! The fixed feature vector shared by formula and text answers.
 
-use crate::formula::Grade;
+use crate::grading::Grade;
 use crate::text::TextFeatures;
 
 /// Names of the entries of every `features` vector, in order.

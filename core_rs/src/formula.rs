@@ -7,13 +7,13 @@
 //! 1. [`check_formula`] validates a formula *strictly* (IronCalc's
 //!    `set_user_input` silently closes a missing parenthesis and its parser
 //!    ignores trailing tokens, so both are rejected here before the engine
-//!    ever sees the formula) and extracts the functions it calls and whether
-//!    it references any cell.
-//! 2. [`PreparedSheet::new`] lays the sheet out from A1 once and keeps a
-//!    serialized snapshot of the workbook.
-//! 3. [`PreparedSheet::evaluate`] reloads the snapshot, writes the formula in
-//!    a cell to the right of the data ([`EVAL_ROW`], [`EVAL_COLUMN`]) so a
-//!    dynamic array has room to spill, recalculates, and reads the spill.
+//!    ever sees the formula), extracts what grading looks at (functions,
+//!    references, literals, nesting) and builds the text the engine
+//!    evaluates.
+//! 2. [`PreparedSheet`] (`engine.rs`) keeps a live workbook of the sheet and
+//!    evaluates formulas on it with a fixed clock.
+//! 3. [`Question`] (`grading.rs`) grades candidates against a reference on
+//!    the sample sheet and its hidden variants (`variants.rs`).
 //!
 //! Whole-column and whole-row references (`A:A`, `2:2`, `A1:A1048576`) are
 //! evaluated as the sheet area (`A$1:A$200`, `$A2:$AX2`): the data never
@@ -23,16 +23,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use ironcalc_base::expressions::lexer::{Lexer, LexerMode};
-use ironcalc_base::expressions::parser::{new_parser_english, Node};
-use ironcalc_base::expressions::token::TokenType;
-use ironcalc_base::expressions::types::CellReferenceRC;
+use ironcalc_base::expressions::parser::{new_parser_english, ArrayNode, Node, Parser};
+use ironcalc_base::expressions::token::{OpUnary, TokenType};
+use ironcalc_base::expressions::types::{CellReferenceRC, ParsedReference};
 use ironcalc_base::language::get_default_language;
 use ironcalc_base::locale::get_default_locale;
-use ironcalc_base::types::Cell as IcCell;
-use ironcalc_base::Model;
 
 use crate::error::CoreErr;
-use crate::features;
+pub use crate::engine::PreparedSheet;
+pub use crate::grading::{Grade, Question};
 
 /// Largest sheet accepted: rows.
 pub const MAX_ROWS: usize = 200;
@@ -59,7 +58,8 @@ pub const MAX_RESULT_ROWS: usize = 1000;
 /// At most this many columns of a spilled result are read back.
 pub const MAX_RESULT_COLUMNS: usize = 100;
 
-const SHEET_NAME: &str = "Sheet1";
+/// Name of the sheet the data is laid out on.
+pub const SHEET_NAME: &str = "Sheet1";
 
 /// A sheet cell or a formula result. Errors (`#DIV/0!`, `#N/A`, ...) are
 /// reported as [`Value::Text`], as IronCalc does.
@@ -74,18 +74,104 @@ pub enum Value {
 /// A rectangular block of values, row-major.
 pub type Grid = Vec<Vec<Value>>;
 
+/// Functions whose result changes between recalculations of the same sheet.
+pub const VOLATILE_FUNCTIONS: [&str; 9] = [
+    "CELL",
+    "INDIRECT",
+    "INFO",
+    "NOW",
+    "OFFSET",
+    "RAND",
+    "RANDARRAY",
+    "RANDBETWEEN",
+    "TODAY",
+];
+
+/// Functions that exist to catch or test for errors.
+const ERROR_FUNCTIONS: [&str; 6] = ["ERROR.TYPE", "IFERROR", "IFNA", "ISERR", "ISERROR", "ISNA"];
+
+/// Seed of the stand-ins for RAND/RANDBETWEEN/RANDARRAY (see [`check_formula`]).
+const RANDOM_SEED: u64 = 0x5EED_0F_E8CE1;
+
+/// How a reference pins its rows and columns with `$`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchoring {
+    Absolute,
+    Relative,
+    Mixed,
+}
+
+impl Anchoring {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anchoring::Absolute => "absolute",
+            Anchoring::Relative => "relative",
+            Anchoring::Mixed => "mixed",
+        }
+    }
+}
+
+/// A cell or range reference as the formula writes it. Rows and columns are
+/// 1-based; a whole column spans rows 1..=1048576 here (not clamped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// The text as written, e.g. `$C$2:$C$51` or `A:A`.
+    pub text: String,
+    pub sheet: Option<String>,
+    pub first_row: i32,
+    pub first_column: i32,
+    pub last_row: i32,
+    pub last_column: i32,
+    pub is_range: bool,
+    pub anchoring: Anchoring,
+    pub whole_column: bool,
+    pub whole_row: bool,
+}
+
+impl Reference {
+    /// Whether every cell it covers lies inside a sheet of `rows` x `columns`.
+    /// Whole columns/rows count as inside when the sheet has those columns/rows.
+    pub fn inside(&self, rows: usize, columns: usize) -> bool {
+        let last_row = if self.whole_column { 1 } else { self.last_row };
+        let last_column = if self.whole_row { 1 } else { self.last_column };
+        self.first_row >= 1
+            && self.first_column >= 1
+            && last_row as i64 <= rows as i64
+            && last_column as i64 <= columns as i64
+    }
+}
+
 /// A formula that passed [`check_formula`].
 #[derive(Debug, Clone)]
 pub struct CheckedFormula {
     /// The formula without the leading `=` (and surrounding whitespace).
     pub body: String,
-    /// `body` with whole-column/row references clamped to the sheet area:
-    /// what the engine evaluates.
+    /// What the engine evaluates: `body` with whole-column/row references
+    /// clamped to the sheet area, unqualified references qualified with the
+    /// data sheet (unless [`CheckedFormula::same_sheet`]), and RAND,
+    /// RANDBETWEEN and RANDARRAY replaced by seeded stand-ins.
     pub eval_body: String,
     /// Upper-case names of the functions it calls, sorted and unique.
     pub functions: Vec<String>,
     /// Whether it reads any cell: a reference, a range, a name, or INDIRECT/OFFSET.
     pub references_cells: bool,
+    /// The references as written, in order.
+    pub references: Vec<Reference>,
+    /// Deepest nesting of function calls (0 for `=A1+1`, 2 for `=ROUND(SUM(A:A),0)`).
+    pub nesting_depth: usize,
+    /// Number and text literals (a negated number literal counts as negative).
+    pub constants: Vec<Value>,
+    /// Upper-cased, without whitespace, `$` and `_xlfn.` outside strings: two
+    /// formulas with the same normal form are the same formula.
+    pub normalized: String,
+    /// Must be evaluated in a cell of the data sheet: INDIRECT resolves its
+    /// text against the sheet of the formula.
+    pub same_sheet: bool,
+    /// Calls a function from [`VOLATILE_FUNCTIONS`].
+    pub volatile: bool,
+    /// Handles errors: IFERROR, IFNA, ISERROR..., or the if-not-found argument
+    /// of XLOOKUP / the if-empty argument of FILTER.
+    pub error_handling: bool,
 }
 
 /// Strips whitespace and one leading `=`; returns the body and its char offset
@@ -108,78 +194,133 @@ fn syntax(message: impl Into<String>, position: usize) -> CoreErr {
     }
 }
 
-/// Validates `input` (with or without the leading `=`) strictly.
-///
-/// Positions in errors are char offsets into `input` as given.
-pub fn check_formula(input: &str) -> Result<CheckedFormula, CoreErr> {
-    let (offset, body) = split_body(input);
-    let body_chars = body.chars().count();
-    if body_chars > MAX_FORMULA_CHARS {
-        return Err(CoreErr::Limit(format!(
-            "formula is {body_chars} characters long; the limit is {MAX_FORMULA_CHARS}"
-        )));
-    }
-    if body.is_empty() {
-        return Err(syntax("empty formula", offset));
-    }
-    scan_tokens(body, offset)?;
+thread_local! {
+    // Building a parser costs more than parsing a short formula, so each
+    // thread keeps one.
+    static PARSER: std::cell::RefCell<Parser<'static>> = std::cell::RefCell::new(
+        new_parser_english(vec![SHEET_NAME.to_string()], vec![], HashMap::new())
+    );
+}
 
+fn parse(text: &str) -> Node {
     let context = CellReferenceRC {
         sheet: SHEET_NAME.to_string(),
         column: EVAL_COLUMN,
         row: EVAL_ROW,
     };
-    let mut parser = new_parser_english(vec![SHEET_NAME.to_string()], vec![], HashMap::new());
-    let node = parser.parse(body, &context);
-    if let Some((message, position)) = first_parse_error(&node) {
-        return Err(syntax(message, position.min(body_chars) + offset));
+    PARSER.with(|parser| parser.borrow_mut().parse(text, &context))
+}
+
+/// Validates `input` (with or without the leading `=`) strictly.
+///
+/// Positions in errors are char offsets into `input` as given.
+pub fn check_formula(input: &str) -> Result<CheckedFormula, CoreErr> {
+    let (offset, body) = split_body(input);
+    let chars: Vec<char> = body.chars().collect();
+    if chars.len() > MAX_FORMULA_CHARS {
+        return Err(CoreErr::Limit(format!(
+            "formula is {} characters long; the limit is {MAX_FORMULA_CHARS}",
+            chars.len()
+        )));
     }
+    if body.is_empty() {
+        return Err(syntax("empty formula", offset));
+    }
+    let tokens = lex(body, &chars, offset)?;
+
     // The parser stops at the end of the first complete expression and ignores
-    // the rest ("1 2" parses as 1). Inside parentheses the rest is an error.
-    let wrapped = parser.parse(&format!("({body})"), &context);
-    if let Some((_, position)) = first_parse_error(&wrapped) {
-        // The parser reports the end of the unexpected token; point at its start.
-        let position = token_start(body, position.saturating_sub(1)).min(body_chars);
-        return Err(syntax(
-            "unexpected text after the end of the formula",
-            position + offset,
-        ));
+    // the rest ("1 2" parses as 1); inside parentheses the rest is an error.
+    // Parentheses leave no node, so the wrapped tree is the formula's tree.
+    let node = parse(&format!("({body})"));
+    if first_parse_error(&node).is_some() {
+        return Err(explain_parse_error(body, chars.len(), offset));
     }
 
-    let eval_body = clamp_ranges(body)?;
+    let references = collect_references(&chars, &tokens)?;
     let mut walk = Walk::default();
     walk.visit(&node);
+    let same_sheet = walk.functions.contains("INDIRECT");
+    let eval_body = Rewriter {
+        chars: &chars,
+        tokens: &tokens,
+        qualify: !same_sheet,
+        random_calls: std::cell::Cell::new(0),
+    }
+    .render(0, tokens.len());
+    let volatile = VOLATILE_FUNCTIONS
+        .iter()
+        .any(|f| walk.functions.contains(*f));
+    let error_handling =
+        walk.error_arguments || ERROR_FUNCTIONS.iter().any(|f| walk.functions.contains(*f));
     Ok(CheckedFormula {
         body: body.to_string(),
         eval_body,
         functions: walk.functions.into_iter().collect(),
         references_cells: walk.references_cells,
+        references,
+        nesting_depth: walk.nesting_depth,
+        constants: walk.constants,
+        normalized: normalize(&chars),
+        same_sheet,
+        volatile,
+        error_handling,
     })
 }
 
-/// Lexes the whole body: illegal tokens (e.g. an unterminated string),
-/// unbalanced parentheses/braces, and nesting beyond [`MAX_NESTING`].
-/// Iterative, so it is safe on any input before the recursive parser runs.
-/// `offset` (the char offset of `body` in the user's input) is added to every
-/// position reported.
-fn scan_tokens(body: &str, offset: usize) -> Result<(), CoreErr> {
+/// The syntax error of a body the wrapped parse rejected: the parser's own
+/// message when the body alone fails, else "unexpected text" at the first
+/// token after a complete expression.
+fn explain_parse_error(body: &str, body_chars: usize, offset: usize) -> CoreErr {
+    if let Some((message, position)) = first_parse_error(&parse(body)) {
+        return syntax(message, position.min(body_chars) + offset);
+    }
+    let position = match first_parse_error(&parse(&format!("({body})"))) {
+        // The parser reports the end of the unexpected token (counting the
+        // added parenthesis); point at the token's start.
+        Some((_, position)) => token_start(body, position.saturating_sub(1)).min(body_chars),
+        None => body_chars,
+    };
+    syntax(
+        "unexpected text after the end of the formula",
+        position + offset,
+    )
+}
+
+/// One lexer token and its char span in the body (`start` after whitespace).
+struct Tok {
+    kind: TokenType,
+    start: usize,
+    end: usize,
+}
+
+/// Lexes the whole body, rejecting illegal tokens (e.g. an unterminated
+/// string), unbalanced parentheses/braces, and nesting beyond
+/// [`MAX_NESTING`]. Iterative, so it is safe on any input before the
+/// recursive parser runs. `offset` (the char offset of `body` in the user's
+/// input) is added to every position reported.
+fn lex(body: &str, chars: &[char], offset: usize) -> Result<Vec<Tok>, CoreErr> {
     let mut lexer = Lexer::new(
         body,
         LexerMode::A1,
         get_default_locale(),
         get_default_language(),
     );
+    let mut tokens = Vec::new();
     let mut open: Vec<(char, usize)> = Vec::new();
-    let max_tokens = body.chars().count() + 2;
-    for _ in 0..=max_tokens {
-        let token = lexer.next_token();
-        let end = lexer.get_position().max(0) as usize;
-        let start = end.saturating_sub(1);
-        match token {
+    let mut previous_end = 0usize;
+    for _ in 0..=chars.len() + 2 {
+        let kind = lexer.next_token();
+        let end = (lexer.get_position().max(0) as usize).min(chars.len());
+        let mut start = previous_end;
+        while start < end && chars[start].is_whitespace() {
+            start += 1;
+        }
+        previous_end = end;
+        match &kind {
             TokenType::EOF => break,
-            TokenType::Illegal(err) => return Err(syntax(err.message, err.position + offset)),
+            TokenType::Illegal(err) => return Err(syntax(err.message.clone(), err.position + offset)),
             TokenType::LeftParenthesis | TokenType::LeftBrace => {
-                let ch = if token == TokenType::LeftParenthesis {
+                let ch = if kind == TokenType::LeftParenthesis {
                     '('
                 } else {
                     '{'
@@ -192,7 +333,7 @@ fn scan_tokens(body: &str, offset: usize) -> Result<(), CoreErr> {
                 }
             }
             TokenType::RightParenthesis | TokenType::RightBrace => {
-                let (want, close) = if token == TokenType::RightParenthesis {
+                let (want, close) = if kind == TokenType::RightParenthesis {
                     ('(', ')')
                 } else {
                     ('{', '}')
@@ -210,15 +351,279 @@ fn scan_tokens(body: &str, offset: usize) -> Result<(), CoreErr> {
             }
             _ => {}
         }
+        tokens.push(Tok { kind, start, end });
     }
     if let Some((ch, at)) = open.pop() {
         let close = if ch == '(' { ')' } else { '}' };
         return Err(syntax(
             format!("missing '{close}' for the '{ch}' opened at position {at}"),
-            body.chars().count() + offset,
+            chars.len() + offset,
         ));
     }
-    Ok(())
+    Ok(tokens)
+}
+
+/// The references of the token stream; refuses a range over
+/// [`MAX_RANGE_CELLS`] cells unless it is a whole column/row (clamped later).
+fn collect_references(chars: &[char], tokens: &[Tok]) -> Result<Vec<Reference>, CoreErr> {
+    let mut out = Vec::new();
+    for tok in tokens {
+        let text: String = chars[tok.start..tok.end].iter().collect();
+        let reference = match &tok.kind {
+            TokenType::Reference {
+                sheet,
+                row,
+                column,
+                absolute_column,
+                absolute_row,
+            } => Reference {
+                text,
+                sheet: sheet.clone(),
+                first_row: *row,
+                first_column: *column,
+                last_row: *row,
+                last_column: *column,
+                is_range: false,
+                anchoring: anchoring(&[*absolute_row, *absolute_column]),
+                whole_column: false,
+                whole_row: false,
+            },
+            TokenType::Range { sheet, left, right } => {
+                let whole_column = left.row == 1 && right.row == LAST_ROW;
+                let whole_row = left.column == 1 && right.column == LAST_COLUMN;
+                let cells = (i64::from(right.row - left.row).unsigned_abs() + 1)
+                    * (i64::from(right.column - left.column).unsigned_abs() + 1);
+                if !whole_column && !whole_row && cells > MAX_RANGE_CELLS {
+                    return Err(CoreErr::Limit(format!(
+                        "range {text} has {cells} cells; the limit is {MAX_RANGE_CELLS}"
+                    )));
+                }
+                // A whole column has no row to pin (and vice versa).
+                let mut pins = Vec::with_capacity(4);
+                if !whole_column {
+                    pins.extend([left.absolute_row, right.absolute_row]);
+                }
+                if !whole_row {
+                    pins.extend([left.absolute_column, right.absolute_column]);
+                }
+                Reference {
+                    text,
+                    sheet: sheet.clone(),
+                    first_row: left.row.min(right.row),
+                    first_column: left.column.min(right.column),
+                    last_row: left.row.max(right.row),
+                    last_column: left.column.max(right.column),
+                    is_range: true,
+                    anchoring: anchoring(&pins),
+                    whole_column,
+                    whole_row,
+                }
+            }
+            _ => continue,
+        };
+        out.push(reference);
+    }
+    Ok(out)
+}
+
+fn anchoring(pins: &[bool]) -> Anchoring {
+    if pins.iter().all(|p| *p) {
+        Anchoring::Absolute
+    } else if pins.iter().any(|p| *p) {
+        Anchoring::Mixed
+    } else {
+        Anchoring::Relative
+    }
+}
+
+/// Upper-case, without whitespace, `$` and `_xlfn.`/`_xlws.` outside strings.
+fn normalize(chars: &[char]) -> String {
+    let mut out = String::with_capacity(chars.len());
+    let mut in_string = false;
+    for &c in chars {
+        if c == '"' {
+            in_string = !in_string;
+            out.push(c);
+        } else if in_string {
+            out.push(c);
+        } else if !c.is_whitespace() && c != '$' {
+            out.extend(c.to_uppercase());
+        }
+    }
+    out.replace("_XLFN.", "").replace("_XLWS.", "")
+}
+
+/// SplitMix64: a stand-in random number in [0, 1) for call `k` of a formula.
+fn seeded_unit(k: u64) -> f64 {
+    let mut z = RANDOM_SEED.wrapping_add(k.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_14EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Builds the text the engine evaluates from the tokens (see
+/// [`CheckedFormula::eval_body`]).
+///
+/// IronCalc draws RAND from the thread's OS-seeded generator, which cannot be
+/// seeded from outside, so the random functions are replaced by seeded
+/// numbers: call `k` of the formula gets [`seeded_unit`]`(k)`. The same
+/// formula therefore always evaluates to the same value, and `RAND()` in a
+/// candidate equals `RAND()` in the reference.
+struct Rewriter<'a> {
+    chars: &'a [char],
+    tokens: &'a [Tok],
+    qualify: bool,
+    random_calls: std::cell::Cell<u64>,
+}
+
+impl Rewriter<'_> {
+    fn text(&self, from: usize, to: usize) -> String {
+        self.chars[from..to].iter().collect()
+    }
+
+    /// Renders tokens `a..b`, keeping the whitespace between them.
+    fn render(&self, a: usize, b: usize) -> String {
+        let mut out = String::new();
+        let mut t = a;
+        while t < b {
+            if t > a {
+                out.push_str(&self.text(self.tokens[t - 1].end, self.tokens[t].start));
+            }
+            t = self.render_one(t, b, &mut out);
+        }
+        out
+    }
+
+    /// Renders the token (or the call) at `t`; returns the next token index.
+    fn render_one(&self, t: usize, b: usize, out: &mut String) -> usize {
+        let tok = &self.tokens[t];
+        match &tok.kind {
+            TokenType::Ident(name) if t + 1 < b && self.tokens[t + 1].kind == TokenType::LeftParenthesis => {
+                let upper = name.to_uppercase();
+                let upper = upper.trim_start_matches("_XLFN.");
+                if matches!(upper, "RAND" | "RANDBETWEEN" | "RANDARRAY" | "SORT" | "_XLWS.SORT") {
+                    if let Some(close) = self.matching_close(t + 1, b) {
+                        let args = self.arguments(t + 2, close);
+                        if upper.ends_with("SORT") {
+                            out.push_str(&sort_with_defaults(&args));
+                        } else {
+                            out.push_str(&self.random_stand_in(upper, &args));
+                        }
+                        return close + 1;
+                    }
+                }
+                out.push_str(&self.text(tok.start, tok.end));
+            }
+            TokenType::Reference { sheet: None, .. } if self.qualify => {
+                out.push_str(&format!("{SHEET_NAME}!"));
+                out.push_str(&self.text(tok.start, tok.end));
+            }
+            TokenType::Range { sheet, left, right } => {
+                let whole_columns = left.row == 1 && right.row == LAST_ROW;
+                let whole_rows = left.column == 1 && right.column == LAST_COLUMN;
+                let prefix = match sheet {
+                    Some(name) => format!("'{}'!", name.replace('\'', "''")),
+                    None if self.qualify => format!("{SHEET_NAME}!"),
+                    None => String::new(),
+                };
+                if whole_columns || whole_rows {
+                    out.push_str(&prefix);
+                    out.push_str(&clamped_range(left, right, whole_columns, whole_rows));
+                } else {
+                    if sheet.is_none() {
+                        out.push_str(&prefix);
+                    }
+                    out.push_str(&self.text(tok.start, tok.end));
+                }
+            }
+            _ => out.push_str(&self.text(tok.start, tok.end)),
+        }
+        t + 1
+    }
+
+    /// Index of the `)` closing the `(` at `open`, before `b`.
+    fn matching_close(&self, open: usize, b: usize) -> Option<usize> {
+        let mut depth = 0usize;
+        for t in open..b {
+            match self.tokens[t].kind {
+                TokenType::LeftParenthesis | TokenType::LeftBrace => depth += 1,
+                TokenType::RightParenthesis | TokenType::RightBrace => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The rendered arguments between `a` and `b` (exclusive), split at
+    /// top-level commas; an omitted argument is an empty string.
+    fn arguments(&self, a: usize, b: usize) -> Vec<String> {
+        if a >= b {
+            return Vec::new();
+        }
+        let mut args = Vec::new();
+        let mut depth = 0usize;
+        let mut from = a;
+        for t in a..b {
+            match self.tokens[t].kind {
+                TokenType::LeftParenthesis | TokenType::LeftBrace => depth += 1,
+                TokenType::RightParenthesis | TokenType::RightBrace => depth -= 1,
+                TokenType::Comma if depth == 0 => {
+                    args.push(self.render(from, t));
+                    from = t + 1;
+                }
+                _ => {}
+            }
+        }
+        args.push(self.render(from, b));
+        args
+    }
+
+    fn random_stand_in(&self, function: &str, args: &[String]) -> String {
+        let k = self.random_calls.get();
+        self.random_calls.set(k + 1);
+        let u = format!("{:.17}", seeded_unit(k));
+        let arg = |i: usize, default: &str| match args.get(i).map(|a| a.trim()) {
+            Some(a) if !a.is_empty() => format!("({a})"),
+            _ => default.to_string(),
+        };
+        match function {
+            "RAND" => u,
+            // Excel's bounds are integers; the result lies in [bottom, top].
+            "RANDBETWEEN" => {
+                let (lo, hi) = (arg(0, "0"), arg(1, "0"));
+                format!("({lo}+INT({u}*({hi}-{lo}+1)))")
+            }
+            _ => {
+                // A fixed, evenly spread sequence: the golden-ratio additive recurrence.
+                let (rows, cols) = (arg(0, "1"), arg(1, "1"));
+                let (lo, hi, whole) = (arg(2, "0"), arg(3, "1"), arg(4, "FALSE"));
+                // x-INT(x), not MOD(x,1): IronCalc 0.9's MOD does not take arrays.
+                let spread = format!("(SEQUENCE({rows},{cols})*0.6180339887498949+{u})");
+                let unit = format!("({spread}-INT({spread}))");
+                format!("IF({whole},{lo}+INT({unit}*({hi}-{lo}+1)),{lo}+{unit}*({hi}-{lo}))")
+            }
+        }
+    }
+}
+
+/// IronCalc 0.9 returns #VALUE! for SORT with an omitted argument
+/// (`SORT(r,,-1)`); Excel's defaults (sort index 1, ascending 1) are filled in.
+fn sort_with_defaults(args: &[String]) -> String {
+    let filled: Vec<&str> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match a.trim() {
+            "" if i == 1 || i == 2 => "1",
+            other => other,
+        })
+        .collect();
+    format!("SORT({})", filled.join(","))
 }
 
 fn column_letters(mut column: i32) -> String {
@@ -239,79 +644,38 @@ fn dollar(absolute: bool) -> &'static str {
     }
 }
 
-/// Rewrites whole-column/row ranges to the sheet area (see the module docs);
-/// refuses any other range over [`MAX_RANGE_CELLS`] cells.
-fn clamp_ranges(body: &str) -> Result<String, CoreErr> {
-    let chars: Vec<char> = body.chars().collect();
-    let mut lexer = Lexer::new(
-        body,
-        LexerMode::A1,
-        get_default_locale(),
-        get_default_language(),
+/// A whole-column/row range rewritten to the sheet area (see the module docs).
+fn clamped_range(
+    left: &ParsedReference,
+    right: &ParsedReference,
+    whole_columns: bool,
+    whole_rows: bool,
+) -> String {
+    let (mut r1, mut c1, mut r2, mut c2) = (
+        (left.row, left.absolute_row),
+        (left.column, left.absolute_column),
+        (right.row, right.absolute_row),
+        (right.column, right.absolute_column),
     );
-    let mut out = String::with_capacity(body.len());
-    let mut copied = 0usize; // chars of `body` already copied to `out`
-    let mut previous_end = 0usize;
-    for _ in 0..=chars.len() + 1 {
-        let token = lexer.next_token();
-        if token == TokenType::EOF {
-            break;
-        }
-        let end = (lexer.get_position().max(0) as usize).min(chars.len());
-        let mut start = previous_end;
-        while start < end && chars[start].is_whitespace() {
-            start += 1;
-        }
-        previous_end = end;
-        let TokenType::Range { sheet, left, right } = token else {
-            continue;
-        };
-        let whole_columns = left.row == 1 && right.row == LAST_ROW;
-        let whole_rows = left.column == 1 && right.column == LAST_COLUMN;
-        if !whole_columns && !whole_rows {
-            let cells = (i64::from(right.row - left.row).unsigned_abs() + 1)
-                * (i64::from(right.column - left.column).unsigned_abs() + 1);
-            if cells > MAX_RANGE_CELLS {
-                let text: String = chars[start..end].iter().collect();
-                return Err(CoreErr::Limit(format!(
-                    "range {text} has {cells} cells; the limit is {MAX_RANGE_CELLS}"
-                )));
-            }
-            continue;
-        }
-        let (mut r1, mut c1, mut r2, mut c2) = (
-            (left.row, left.absolute_row),
-            (left.column, left.absolute_column),
-            (right.row, right.absolute_row),
-            (right.column, right.absolute_column),
-        );
-        if whole_columns {
-            r1 = (1, true);
-            r2 = (MAX_ROWS as i32, true);
-        }
-        if whole_rows {
-            c1 = (1, true);
-            c2 = (MAX_COLUMNS as i32, true);
-        }
-        let prefix = sheet
-            .map(|name| format!("'{}'!", name.replace('\'', "''")))
-            .unwrap_or_default();
-        out.extend(&chars[copied..start]);
-        out.push_str(&format!(
-            "{prefix}{}{}{}{}:{}{}{}{}",
-            dollar(c1.1),
-            column_letters(c1.0),
-            dollar(r1.1),
-            r1.0,
-            dollar(c2.1),
-            column_letters(c2.0),
-            dollar(r2.1),
-            r2.0,
-        ));
-        copied = end;
+    if whole_columns {
+        r1 = (1, true);
+        r2 = (MAX_ROWS as i32, true);
     }
-    out.extend(&chars[copied..]);
-    Ok(out)
+    if whole_rows {
+        c1 = (1, true);
+        c2 = (MAX_COLUMNS as i32, true);
+    }
+    format!(
+        "{}{}{}{}:{}{}{}{}",
+        dollar(c1.1),
+        column_letters(c1.0),
+        dollar(r1.1),
+        r1.0,
+        dollar(c2.1),
+        column_letters(c2.0),
+        dollar(r2.1),
+        r2.0,
+    )
 }
 
 /// The start (char offset, after whitespace) of the token of `body` that ends
@@ -346,7 +710,7 @@ fn token_start(body: &str, end: usize) -> usize {
 /// the root, but lambdas can nest one).
 fn first_parse_error(node: &Node) -> Option<(String, usize)> {
     let mut found = None;
-    visit_nodes(node, &mut |n| {
+    visit_nodes(node, &mut |n, _| {
         if found.is_none() {
             if let Node::ParseErrorKind {
                 message, position, ..
@@ -359,12 +723,13 @@ fn first_parse_error(node: &Node) -> Option<(String, usize)> {
     found
 }
 
-/// Calls `f` on every node of the tree, parents first.
-fn visit_nodes(node: &Node, f: &mut dyn FnMut(&Node)) {
+/// Calls `f` on every node of the tree, parents first, with the number of
+/// function calls around the node.
+fn visit_nodes(node: &Node, f: &mut dyn FnMut(&Node, usize)) {
     // An explicit stack: binary-operator chains ("1+1+1+...") make deep trees.
-    let mut stack = vec![node];
-    while let Some(n) = stack.pop() {
-        f(n);
+    let mut stack = vec![(node, 0usize)];
+    while let Some((n, depth)) = stack.pop() {
+        f(n, depth);
         match n {
             Node::OpRangeKind { left, right }
             | Node::OpConcatenateKind { left, right }
@@ -372,21 +737,21 @@ fn visit_nodes(node: &Node, f: &mut dyn FnMut(&Node)) {
             | Node::OpProductKind { left, right, .. }
             | Node::OpPowerKind { left, right }
             | Node::CompareKind { left, right, .. } => {
-                stack.push(right);
-                stack.push(left);
+                stack.push((right, depth));
+                stack.push((left, depth));
             }
             Node::FunctionKind { args, .. } | Node::NamedFunctionKind { args, .. } => {
-                stack.extend(args.iter().rev());
+                stack.extend(args.iter().rev().map(|a| (a, depth + 1)));
             }
-            Node::LambdaDefKind { body, .. } => stack.push(body),
+            Node::LambdaDefKind { body, .. } => stack.push((body, depth + 1)),
             Node::LambdaCallKind { lambda, args } => {
-                stack.extend(args.iter().rev());
-                stack.push(lambda);
+                stack.extend(args.iter().rev().map(|a| (a, depth + 1)));
+                stack.push((lambda, depth));
             }
             Node::ImplicitIntersection { child, .. } | Node::SpillRangeOperator { child } => {
-                stack.push(child)
+                stack.push((child, depth))
             }
-            Node::UnaryKind { right, .. } => stack.push(right),
+            Node::UnaryKind { right, .. } => stack.push((right, depth)),
             _ => {}
         }
     }
@@ -396,24 +761,54 @@ fn visit_nodes(node: &Node, f: &mut dyn FnMut(&Node)) {
 struct Walk {
     functions: BTreeSet<String>,
     references_cells: bool,
+    nesting_depth: usize,
+    constants: Vec<Value>,
+    error_arguments: bool,
 }
 
 impl Walk {
     fn visit(&mut self, node: &Node) {
         let language = get_default_language();
-        visit_nodes(node, &mut |n| match n {
-            Node::FunctionKind { kind, .. } => {
+        visit_nodes(node, &mut |n, depth| match n {
+            Node::FunctionKind { kind, args } => {
                 let name = kind.to_localized_name(language).to_uppercase();
                 if name == "INDIRECT" || name == "OFFSET" {
                     self.references_cells = true;
                 }
+                let given = |i: usize| args.get(i).is_some_and(|a| !matches!(a, Node::EmptyArgKind));
+                if (name == "XLOOKUP" && given(3)) || (name == "FILTER" && given(2)) {
+                    self.error_arguments = true;
+                }
+                self.nesting_depth = self.nesting_depth.max(depth + 1);
                 self.functions.insert(name);
             }
             Node::NamedFunctionKind { name, .. } => {
+                self.nesting_depth = self.nesting_depth.max(depth + 1);
                 self.functions.insert(name.to_uppercase());
             }
             Node::LambdaDefKind { .. } => {
+                self.nesting_depth = self.nesting_depth.max(depth + 1);
                 self.functions.insert("LAMBDA".to_string());
+            }
+            Node::NumberKind(x) => self.constants.push(Value::Number(*x)),
+            Node::StringKind(s) => self.constants.push(Value::Text(s.clone())),
+            Node::UnaryKind {
+                kind: OpUnary::Minus,
+                right,
+            } => {
+                // "-5" is a negated literal: record -5 (5 itself is recorded too).
+                if let Node::NumberKind(x) = right.as_ref() {
+                    self.constants.push(Value::Number(-x));
+                }
+            }
+            Node::ArrayKind(rows) => {
+                for cell in rows.iter().flatten() {
+                    match cell {
+                        ArrayNode::Number(x) => self.constants.push(Value::Number(*x)),
+                        ArrayNode::String(s) => self.constants.push(Value::Text(s.clone())),
+                        _ => {}
+                    }
+                }
             }
             Node::ReferenceKind { .. }
             | Node::RangeKind { .. }
@@ -426,11 +821,6 @@ impl Walk {
     }
 }
 
-/// A sheet laid out from A1 and snapshotted, ready to evaluate formulas on.
-pub struct PreparedSheet {
-    snapshot: Vec<u8>,
-}
-
 /// The result of evaluating one formula.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -438,44 +828,6 @@ pub struct Evaluation {
     pub values: Grid,
     /// The full (untruncated) shape: (rows, columns).
     pub shape: (usize, usize),
-}
-
-impl PreparedSheet {
-    /// Builds the workbook. Errors: [`CoreErr::Sheet`] for a sheet over the
-    /// limits or a non-finite number.
-    pub fn new(rows: &[Vec<Value>]) -> Result<Self, CoreErr> {
-        validate_sheet(rows)?;
-        let mut model = new_model()?;
-        for (r, row) in rows.iter().enumerate() {
-            for (c, value) in row.iter().enumerate() {
-                let (r1, c1) = (r as i32 + 1, c as i32 + 1);
-                let result = match value {
-                    Value::Number(x) => model.update_cell_with_number(0, r1, c1, *x),
-                    Value::Text(s) => model.update_cell_with_text(0, r1, c1, s),
-                    Value::Bool(b) => model.update_cell_with_bool(0, r1, c1, *b),
-                    Value::Empty => Ok(()),
-                };
-                result.map_err(|e| CoreErr::Sheet(format!("row {r}, column {c}: {e}")))?;
-            }
-        }
-        Ok(PreparedSheet {
-            snapshot: model.to_bytes(),
-        })
-    }
-
-    /// Evaluates a checked formula on a fresh copy of the sheet.
-    pub fn evaluate(&self, formula: &CheckedFormula) -> Result<Evaluation, CoreErr> {
-        let mut model = Model::from_bytes(&self.snapshot, "en").map_err(CoreErr::Internal)?;
-        model
-            .update_cell_with_formula(0, EVAL_ROW, EVAL_COLUMN, format!("={}", formula.eval_body))
-            .map_err(CoreErr::Internal)?;
-        model.evaluate();
-        read_result(&model)
-    }
-}
-
-fn new_model() -> Result<Model<'static>, CoreErr> {
-    Model::new_empty("sheet", "en", "UTC", "en").map_err(CoreErr::Internal)
 }
 
 /// Checks the sheet against the limits.
@@ -510,40 +862,6 @@ pub fn validate_sheet(rows: &[Vec<Value>]) -> Result<(), CoreErr> {
         }
     }
     Ok(())
-}
-
-fn read_result(model: &Model) -> Result<Evaluation, CoreErr> {
-    let sheet = model
-        .workbook
-        .worksheets
-        .first()
-        .ok_or_else(|| CoreErr::Internal("workbook has no sheet".to_string()))?;
-    let (width, height) = match sheet.cell(EVAL_ROW, EVAL_COLUMN).as_deref() {
-        Some(IcCell::ArrayFormula { r, .. }) => (r.0.max(1) as usize, r.1.max(1) as usize),
-        _ => (1, 1),
-    };
-    let rows = height.min(MAX_RESULT_ROWS);
-    let cols = width.min(MAX_RESULT_COLUMNS);
-    let mut values = Vec::with_capacity(rows);
-    for r in 0..rows {
-        let mut row = Vec::with_capacity(cols);
-        for c in 0..cols {
-            let v = model
-                .get_cell_value_by_index(0, EVAL_ROW + r as i32, EVAL_COLUMN + c as i32)
-                .map_err(CoreErr::Internal)?;
-            row.push(match v {
-                ironcalc_base::cell::CellValue::None => Value::Empty,
-                ironcalc_base::cell::CellValue::String(s) => Value::Text(s),
-                ironcalc_base::cell::CellValue::Number(x) => Value::Number(x),
-                ironcalc_base::cell::CellValue::Boolean(b) => Value::Bool(b),
-            });
-        }
-        values.push(row);
-    }
-    Ok(Evaluation {
-        values,
-        shape: (height, width),
-    })
 }
 
 /// Rounds to Excel's 15 significant digits.
@@ -588,100 +906,16 @@ pub fn jaccard(a: &[String], b: &[String]) -> f64 {
     inter / union
 }
 
-/// The grade of one candidate formula against the reference.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grade {
-    pub parses: bool,
-    pub error: Option<String>,
-    pub error_position: Option<usize>,
-    pub candidate_value: Grid,
-    pub reference_value: Grid,
-    pub values_match: bool,
-    pub functions_used: Vec<String>,
-    pub reference_functions: Vec<String>,
-    pub function_overlap: f64,
-    pub hardcoded: bool,
-    pub features: Vec<f64>,
-}
-
-/// A reference formula checked and evaluated once, for grading many candidates.
-pub struct PreparedReference {
-    pub formula: CheckedFormula,
-    pub evaluation: Evaluation,
-}
-
-impl PreparedReference {
-    /// Errors: [`CoreErr::Syntax`]/[`CoreErr::Limit`] for a bad reference.
-    pub fn new(sheet: &PreparedSheet, reference: &str) -> Result<Self, CoreErr> {
-        let formula = check_formula(reference)?;
-        let evaluation = sheet.evaluate(&formula)?;
-        Ok(PreparedReference {
-            formula,
-            evaluation,
-        })
-    }
-}
-
-/// Grades one candidate. Never fails: problems with the candidate are
-/// reported in [`Grade::error`]. A panic inside the engine is caught.
-pub fn grade(sheet: &PreparedSheet, reference: &PreparedReference, candidate: &str) -> Grade {
-    let mut grade = Grade {
-        parses: false,
-        error: None,
-        error_position: None,
-        candidate_value: Vec::new(),
-        reference_value: reference.evaluation.values.clone(),
-        values_match: false,
-        functions_used: Vec::new(),
-        reference_functions: reference.formula.functions.clone(),
-        function_overlap: 0.0,
-        hardcoded: false,
-        features: Vec::new(),
-    };
-    match check_formula(candidate) {
-        Err(err) => {
-            grade.error = Some(err.message());
-            grade.error_position = err.position();
-        }
-        Ok(formula) => {
-            grade.parses = true;
-            grade.function_overlap = jaccard(&formula.functions, &reference.formula.functions);
-            let evaluated =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sheet.evaluate(&formula)))
-                    .unwrap_or_else(|_| {
-                        Err(CoreErr::Internal("the formula engine panicked".into()))
-                    });
-            match evaluated {
-                Ok(evaluation) => {
-                    grade.values_match = evaluations_match(&evaluation, &reference.evaluation);
-                    // Hard-coding only means something when the reference
-                    // itself reads the sheet.
-                    grade.hardcoded = grade.values_match
-                        && !formula.references_cells
-                        && reference.formula.references_cells;
-                    grade.candidate_value = evaluation.values;
-                }
-                Err(err) => grade.error = Some(format!("evaluation failed: {}", err.message())),
-            }
-            grade.functions_used = formula.functions;
-        }
-    }
-    grade.features = features::formula_features(&grade);
-    grade
-}
-
 /// Prepares the sheet and the reference once and grades every candidate.
 pub fn grade_all(
     rows: &[Vec<Value>],
     reference: &str,
     candidates: &[String],
+    seed: Option<u64>,
+    variants: usize,
 ) -> Result<Vec<Grade>, CoreErr> {
-    let sheet = PreparedSheet::new(rows)?;
-    let reference = PreparedReference::new(&sheet, reference)?;
-    Ok(candidates
-        .iter()
-        .map(|c| grade(&sheet, &reference, c))
-        .collect())
+    let question = Question::with_reference(rows, reference, seed, variants)?;
+    Ok(candidates.iter().map(|c| question.grade(c)).collect())
 }
 
 /// Checks and evaluates one formula on the sheet.
@@ -694,6 +928,7 @@ pub fn evaluate(rows: &[Vec<Value>], formula: &str) -> Result<Evaluation, CoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features;
 
     fn n(x: f64) -> Value {
         Value::Number(x)
@@ -799,15 +1034,19 @@ mod tests {
         let clamp = |f: &str| check_formula(f).unwrap().eval_body;
         assert_eq!(
             clamp("=SUMIF(A:A,\"x\",$C:$C)"),
-            "SUMIF(A$1:A$200,\"x\",$C$1:$C$200)"
+            "SUMIF(Sheet1!A$1:A$200,\"x\",Sheet1!$C$1:$C$200)"
         );
         assert_eq!(
             clamp("SUM(2:2) + SUM($3:$4)"),
-            "SUM($A2:$AX2) + SUM($A$3:$AX$4)"
+            "SUM(Sheet1!$A2:$AX2) + SUM(Sheet1!$A$3:$AX$4)"
         );
         assert_eq!(clamp("'Sheet1'!B:C"), "'Sheet1'!B$1:C$200");
-        assert_eq!(clamp("A1:A1048576"), "A$1:A$200");
-        assert_eq!(clamp("\"A:A\" & B1:C2"), "\"A:A\" & B1:C2");
+        assert_eq!(clamp("A1:A1048576"), "Sheet1!A$1:A$200");
+        assert_eq!(clamp("\"A:A\" & B1:C2"), "\"A:A\" & Sheet1!B1:C2");
+        assert_eq!(clamp("SORT(A1:A3,,-1)"), "SORT(Sheet1!A1:A3,1,-1)");
+        assert_eq!(clamp("_xlfn._xlws.SORT(A:A, 1)"), "SORT(Sheet1!A$1:A$200,1)");
+        // INDIRECT resolves text against the formula's own sheet: not qualified.
+        assert_eq!(clamp("INDIRECT(\"A1\")+A:A"), "INDIRECT(\"A1\")+A$1:A$200");
         assert!(matches!(
             check_formula("=SUM(A2:Z1048576)"),
             Err(CoreErr::Limit(_))
@@ -843,17 +1082,17 @@ mod tests {
 
     #[test]
     fn grading() {
-        let sheet = PreparedSheet::new(&sales()).unwrap();
-        let reference =
-            PreparedReference::new(&sheet, "=INDEX(C2:C5,MATCH(\"north\",A2:A5,0))").unwrap();
-        let g = grade(&sheet, &reference, "=XLOOKUP(\"North\",A2:A5,C2:C5)");
-        assert!(g.parses && g.values_match && !g.hardcoded);
+        let q = Question::with_reference(&sales(), "=INDEX(C2:C5,MATCH(\"north\",A2:A5,0))", Some(1), 4)
+            .unwrap();
+        let g = q.grade("=XLOOKUP(\"North\",A2:A5,C2:C5)");
+        assert!(g.parses && g.sample_match && g.values_match && !g.hardcoded);
         assert_eq!(g.function_overlap, 0.0);
-        let g = grade(&sheet, &reference, "=40.0000000000000001");
-        assert!(g.values_match && g.hardcoded);
-        let g = grade(&sheet, &reference, "=41");
+        assert_eq!(g.equivalence_class, "equivalent");
+        let g = q.grade("=40.0000000000000001");
+        assert!(g.sample_match && g.hardcoded);
+        let g = q.grade("=41");
         assert!(!g.values_match && !g.hardcoded);
-        let g = grade(&sheet, &reference, "=SUM(C2:C5");
+        let g = q.grade("=SUM(C2:C5");
         assert!(!g.parses);
         assert_eq!(g.error_position, Some(10));
         assert_eq!(g.features.len(), features::FEATURE_NAMES.len());

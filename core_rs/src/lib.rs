@@ -6,11 +6,17 @@
 //! does so through `features = ["pyo3/extension-module"]`), producing the
 //! private extension module `core_rs._native`.
 
+pub mod cat;
+#[cfg(feature = "pyo3")]
+mod cat_py;
+pub mod engine;
 pub mod error;
 mod excel_names;
 pub mod features;
 pub mod formula;
+pub mod grading;
 pub mod text;
+pub mod variants;
 
 pub use excel_names::EXCEL_FUNCTIONS;
 
@@ -27,6 +33,12 @@ mod bindings {
     use crate::error::CoreErr;
     use crate::features::FEATURE_NAMES;
     use crate::formula::{self, Value};
+    use crate::grading;
+
+    // core_rs/src/bindings/{grading_py,pool}.rs
+    mod grading_py;
+    mod pool;
+    use grading_py::FormulaReference;
     use crate::text::{self, Criterion};
 
     create_exception!(
@@ -89,6 +101,18 @@ mod bindings {
         F: FnOnce() -> Result<T, CoreErr> + Send,
     {
         py.detach(|| {
+            // The long-lived engine threads; a thread of its own only if
+            // none could be started.
+            let mut work = Some(work);
+            let pooled = pool::run(ENGINE_STACK_BYTES, || work.take().map(|w| w()));
+            match pooled {
+                Some(Ok(Some(result))) => return result,
+                Some(Err(payload)) => return Err(CoreErr::Internal(panic_message(payload.as_ref()))),
+                _ => {}
+            }
+            let Some(work) = work.take() else {
+                return Err(CoreErr::Internal("engine job lost".to_string()));
+            };
             std::thread::scope(|scope| {
                 let handle = std::thread::Builder::new()
                     .name("core_rs-engine".to_string())
@@ -260,10 +284,21 @@ mod bindings {
         function_overlap: f64,
         hardcoded: bool,
         features: Vec<f64>,
+        sample_match: bool,
+        variant_matches: Vec<bool>,
+        variants_checked: usize,
+        references: Vec<FormulaReference>,
+        off_by_one: bool,
+        nesting_depth: usize,
+        volatile: bool,
+        error_handling: bool,
+        hardcoded_values: Vec<Value>,
+        equivalence_class: String,
+        result_error: Option<String>,
     }
 
-    impl From<formula::Grade> for FormulaGrade {
-        fn from(g: formula::Grade) -> Self {
+    impl From<grading::Grade> for FormulaGrade {
+        fn from(g: grading::Grade) -> Self {
             FormulaGrade {
                 parses: g.parses,
                 error: g.error,
@@ -276,6 +311,21 @@ mod bindings {
                 function_overlap: g.function_overlap,
                 hardcoded: g.hardcoded,
                 features: g.features,
+                sample_match: g.sample_match,
+                variant_matches: g.variant_matches,
+                variants_checked: g.variants_checked,
+                references: g
+                    .references
+                    .into_iter()
+                    .map(|(r, inside)| FormulaReference::new(r, inside))
+                    .collect(),
+                off_by_one: g.off_by_one,
+                nesting_depth: g.nesting_depth,
+                volatile: g.volatile,
+                error_handling: g.error_handling,
+                hardcoded_values: g.hardcoded_values,
+                equivalence_class: g.equivalence_class.to_string(),
+                result_error: g.result_error,
             }
         }
     }
@@ -284,10 +334,11 @@ mod bindings {
     impl FormulaGrade {
         fn __repr__(&self) -> String {
             format!(
-                "FormulaGrade(parses={}, values_match={}, hardcoded={}, function_overlap={:?}, \
-                 functions_used={:?}, error={})",
+                "FormulaGrade(parses={}, values_match={}, equivalence_class={:?}, hardcoded={}, \
+                 function_overlap={:?}, functions_used={:?}, error={})",
                 py_bool(self.parses),
                 py_bool(self.values_match),
+                self.equivalence_class,
                 py_bool(self.hardcoded),
                 self.function_overlap,
                 self.functions_used,
@@ -370,17 +421,20 @@ mod bindings {
         .map_err(|e| to_pyerr(py, e))
     }
 
-    /// Grades `candidate` against `reference` on `sheet`.
+    /// Grades `candidate` against `reference` on `sheet` and its variants.
     #[pyfunction]
+    #[pyo3(signature = (sheet, reference, candidate, *, variant_seed=None, variants=4))]
     fn grade_formula(
         py: Python<'_>,
         sheet: &Bound<'_, PyAny>,
         reference: String,
         candidate: String,
+        variant_seed: Option<u64>,
+        variants: usize,
     ) -> PyResult<FormulaGrade> {
         let rows = extract_sheet(sheet)?;
         let mut grades = run_engine(py, move || {
-            formula::grade_all(&rows, &reference, &[candidate])
+            formula::grade_all(&rows, &reference, &[candidate], variant_seed, variants)
         })
         .map_err(|e| to_pyerr(py, e))?;
         grades
@@ -391,16 +445,19 @@ mod bindings {
 
     /// Grades every candidate; the sheet and the reference are prepared once.
     #[pyfunction]
+    #[pyo3(signature = (sheet, reference, candidates, *, variant_seed=None, variants=4))]
     fn grade_formulas(
         py: Python<'_>,
         sheet: &Bound<'_, PyAny>,
         reference: String,
         candidates: &Bound<'_, PyAny>,
+        variant_seed: Option<u64>,
+        variants: usize,
     ) -> PyResult<Vec<FormulaGrade>> {
         let rows = extract_sheet(sheet)?;
         let candidates = extract_strings(candidates, "candidates")?;
         let grades = run_engine(py, move || {
-            formula::grade_all(&rows, &reference, &candidates)
+            formula::grade_all(&rows, &reference, &candidates, variant_seed, variants)
         })
         .map_err(|e| to_pyerr(py, e))?;
         Ok(grades.into_iter().map(FormulaGrade::from).collect())
@@ -459,6 +516,8 @@ mod bindings {
         m.add_function(wrap_pyfunction!(grade_formulas, m)?)?;
         m.add_function(wrap_pyfunction!(text_features, m)?)?;
         m.add_function(wrap_pyfunction!(text_features_batch, m)?)?;
+        grading_py::register(m)?;
+        crate::cat_py::register(m)?;
         Ok(())
     }
 }

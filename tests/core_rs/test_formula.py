@@ -91,8 +91,15 @@ def test_function_overlap_is_jaccard() -> None:
 
 def test_hardcoded_constant() -> None:
     g = grade_formula(SALES, "=SUM(C2:C6)", "=105")
-    assert g.parses and g.values_match and g.hardcoded
+    # Right on the sample, wrong on the variants: a constant does not compute.
+    assert g.parses and g.sample_match and g.hardcoded and not g.values_match
+    assert g.hardcoded_values == [105.0]
+    assert g.equivalence_class == "sample_only"
     assert g.features[FEATURE_NAMES.index("hardcoded")] == 1.0
+    assert g.features[FEATURE_NAMES.index("value_match")] == 0.0
+    # Without variants the constant matches, and is still flagged.
+    g = grade_formula(SALES, "=SUM(C2:C6)", "=105", variants=0)
+    assert g.values_match and g.hardcoded and g.variants_checked == 0
     # A constant that is wrong is not "hard-coded the answer".
     assert not grade_formula(SALES, "=SUM(C2:C6)", "=104").hardcoded
     # Reading the sheet is not hard-coding.
@@ -101,8 +108,10 @@ def test_hardcoded_constant() -> None:
 
 def test_numbers_compare_to_15_significant_digits() -> None:
     sheet: list[list[core_rs.Cell]] = [[0.1], [0.2]]
-    assert grade_formula(sheet, "=A1+A2", "=0.3").values_match
-    assert not grade_formula(sheet, "=A1+A2", "=0.300000000000001").values_match
+    # variants=0: the constant would (rightly) fail on the hidden variants.
+    assert grade_formula(sheet, "=A1+A2", "=0.3", variants=0).values_match
+    assert not grade_formula(sheet, "=A1+A2", "=0.300000000000001", variants=0).values_match
+    assert grade_formula(sheet, "=A1+A2", "=A2+A1").values_match
 
 
 def test_unbalanced_candidate_does_not_raise() -> None:
@@ -194,7 +203,9 @@ def test_batch_equals_single() -> None:
         assert isinstance(grade, FormulaGrade)
         assert grade == single, candidate
         assert grade.features == single.features
-    assert [g.values_match for g in batch] == [True, True, False, True, True, False, False]
+    # "=40" and "=C2+C4" (picks rows by position) are right only on the sample.
+    assert [g.sample_match for g in batch] == [True, True, False, True, True, False, False]
+    assert [g.values_match for g in batch] == [True, False, False, True, False, False, False]
     assert [g.hardcoded for g in batch] == [False, True, False, False, False, False, False]
     assert grade_formulas(SALES, reference, []) == []
 
