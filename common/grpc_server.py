@@ -51,7 +51,9 @@ def _decode(deserialize: Deserializer, raw: bytes) -> Any:
 async def _rpc_scope(method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
     """Sets the request id, maps errors to statuses and records metrics around one RPC."""
     metadata = dict(context.invocation_metadata() or ())
-    token = request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
+    # grpc.aio runs each RPC in its own task, so the value never leaks into another
+    # RPC and needs no reset (a reset fails when a stream is torn down from another context).
+    request_id_var.set(str(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex))
     started = time.perf_counter()
     code = grpc.StatusCode.OK
     try:
@@ -72,7 +74,6 @@ async def _rpc_scope(method: str, context: grpc.aio.ServicerContext) -> AsyncIte
     finally:
         RPC_TOTAL.labels(method, code.name).inc()
         RPC_LATENCY.labels(method).observe(time.perf_counter() - started)
-        request_id_var.reset(token)
 
 
 def _wrap_unary(

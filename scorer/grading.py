@@ -20,6 +20,7 @@ SIGNAL_FORMULA = "core_rs.formula_eval"
 SIGNAL_TEXT = "core_rs.text_features"
 SIGNAL_CHOICE = "rule.choice_exact"
 SIGNAL_CONFIDENCE = "confidence.margin_uncalibrated"
+SIGNAL_SIMILARITY = "triton.sentence_encoder"
 MAX_VALUE_CHARS = 120
 
 
@@ -147,6 +148,11 @@ def _prepared_formula(answer_id: str, grade: core_rs.FormulaGrade) -> PreparedAn
     prepared.evidence.append(f"your formula returns {candidate} on the sample sheet; expected {expected}")
     if grade.functions_used:
         prepared.evidence.append("functions used: " + ", ".join(grade.functions_used))
+    if grade.variants_checked:
+        prepared.evidence.append(
+            f"matches the expected result on {sum(grade.variant_matches)} of {grade.variants_checked} "
+            "hidden variants of the sheet"
+        )
     prepared.criteria.append(
         common_pb2.CriterionResult(
             name="correct result", met=grade.values_match, weight=1.0, detail=f"{candidate} vs {expected}"
@@ -164,6 +170,10 @@ def _prepared_formula(answer_id: str, grade: core_rs.FormulaGrade) -> PreparedAn
         prepared.feedback.append("The result is typed in as a constant; the formula must compute it from the sheet.")
     elif grade.values_match:
         prepared.feedback.append(f"Correct: your formula returns {candidate}.")
+    elif grade.sample_match:
+        prepared.feedback.append(
+            f"Your formula returns {candidate} on this sheet, but not the expected result when the data changes."
+        )
     else:
         prepared.feedback.append(f"Your formula returns {candidate}, but the expected result is {expected}.")
         missing = sorted(set(grade.reference_functions) - set(grade.functions_used))
@@ -193,6 +203,26 @@ def _prepared_text(answer_id: str, rubric: common_pb2.TextRubric, feats: core_rs
     return prepared
 
 
+def reference_similarity(answers: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Each answer's highest cosine similarity to any reference answer, clipped to [0, 1].
+
+    Args:
+        answers: ``(n, d)`` unit-length answer embeddings.
+        references: ``(m, d)`` unit-length reference embeddings, ``m >= 1``.
+
+    Returns:
+        ``(n,)`` ``float32`` similarities. Negative cosines (opposed meaning is rare
+        for sentence embeddings) count as no similarity.
+    """
+    return np.clip((answers @ references.T).max(axis=1), 0.0, 1.0).astype(np.float32)
+
+
+def add_similarity(prepared: PreparedAnswer, similarity: float) -> None:
+    """Records the encoder's similarity signal on a free-text answer."""
+    prepared.signals.append(SIGNAL_SIMILARITY)
+    prepared.evidence.append(f"meaning matches the closest reference answer at cosine {similarity:.2f} (all-MiniLM-L6-v2)")
+
+
 def _prepared_choice(answer_id: str, choice: common_pb2.ChoiceSpec, text: str) -> PreparedAnswer:
     try:
         picked = int(text.strip())
@@ -216,8 +246,18 @@ def finish(
     model_score: float | None,
     model_name: str,
     model_version: str,
+    other_models: Sequence[str] = (),
 ) -> common_pb2.Score:
-    """Builds the Score message; ``model_score`` is required unless a rule decided the score."""
+    """Builds the Score message; ``model_score`` is required unless a rule decided the score.
+
+    Args:
+        item: The item graded.
+        prepared: The answer's features and findings.
+        model_score: The scoring model's output, or None for a rule-decided answer.
+        model_name: The scoring model's name.
+        model_version: The version that produced ``model_score``.
+        other_models: Further models that fed the score, as ``name:version``.
+    """
     provenance = common_pb2.ScoreProvenance(
         rubric_version=f"{item.item_id}@v{item.item_version}",
         code_version=f"xlinterview {CODE_VERSION}",
@@ -235,6 +275,7 @@ def finish(
         provenance.backend = "triton"
         provenance.model_name = model_name
         provenance.model_version = model_version
+        provenance.models.extend([f"{model_name}:{model_version}", *other_models])
         signals += [f"triton.{model_name}", SIGNAL_CONFIDENCE]
     return common_pb2.Score(
         value=value,

@@ -2,87 +2,393 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 import numpy as np
+from prometheus_client import Counter, Histogram
 
 import core_rs
 from common import CODE_VERSION
 from common.errors import InvalidArgument
 from scorer import grading
-from scorer.triton import TritonScoringModel
+from scorer.cache import SIGNAL_CACHE, LruCache, RedisScoreCache, item_digest, normalise_answer
+from scorer.triton import AnswerScorerModel, SentenceEncoderModel
 from xlinterview.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWERS_PER_BATCH = 10_000
+# Below this many answers core_rs runs on the event loop's thread: a thread hop costs
+# more than it saves. Above it core_rs (which releases the GIL) runs in a worker thread
+# so the loop keeps building and sending other responses meanwhile.
+THREAD_MIN_ANSWERS = 64
+CODE = f"xlinterview {CODE_VERSION}"
+
+_FreshRun = Callable[
+    [common_pb2.ScoringItem, str, Sequence[scorer_pb2.AnswerInput], float | None, str],
+    Awaitable[tuple[list[common_pb2.Score], list[str]]],
+]
+
+ANSWERS = Counter("xli_scorer_answers_total", "Answers scored", ["kind", "source"])
+GRADE_SECONDS = Histogram(
+    "xli_scorer_grade_seconds",
+    "Time to score the answers of one request or stream message",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+_KIND_LABEL = {
+    common_pb2.QUESTION_KIND_FORMULA: "formula",
+    common_pb2.QUESTION_KIND_FREE_TEXT: "free_text",
+    common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
+}
+
+
+class _Coalescer:
+    """Merges concurrent small requests for the same item into one grading pass.
+
+    core_rs loads the item's sample sheet once per call (most of the cost of grading a
+    single formula), and each model call has a fixed cost, so 64 concurrent unary
+    requests for one question are far cheaper graded as one batch of 64 answers.
+
+    A group is graded when its window has passed and fewer than ``max_passes`` passes
+    for the same item are running; under load it keeps growing meanwhile, so batches
+    get bigger exactly when the server is busiest.
+
+    Args:
+        run: Grades ``(item, digest, answers, deadline, model_version)``.
+        window_s: How long the first request of a group waits for others.
+        max_answers: A group this large is graded at once.
+        max_passes: Grading passes running at once per item.
+    """
+
+    def __init__(
+        self, run: _FreshRun, window_s: float = 0.0005, max_answers: int = 256, max_passes: int = 2
+    ) -> None:
+        self._run = run
+        self._window_s = window_s
+        self._max_answers = max_answers
+        self._max_passes = max_passes
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._passes: dict[tuple[str, str], int] = {}
+
+    async def submit(
+        self,
+        item: common_pb2.ScoringItem,
+        digest: str,
+        answers: Sequence[scorer_pb2.AnswerInput],
+        deadline: float | None,
+        model_version: str,
+    ) -> tuple[list[common_pb2.Score], list[str]]:
+        key = (digest, model_version)
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Group(item, asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_later(self._window_s, self._flush, key, group)
+        start = len(group.answers)
+        group.answers.extend(answers)
+        group.deadlines.append(deadline)
+        if len(group.answers) >= self._max_answers:
+            self._flush(key, group, force=True)
+        # Shielded: one caller giving up must not cancel the pass the others wait for.
+        scores, versions = await asyncio.shield(group.result)
+        return scores[start : start + len(answers)], versions
+
+    def _flush(self, key: tuple[str, str], group: _Group, force: bool = False) -> None:
+        if self._groups.get(key) is not group:
+            return  # already flushed (full before its window ended)
+        group.window_over = True
+        if not force and self._passes.get(key, 0) >= self._max_passes:
+            return  # graded when a running pass ends
+        del self._groups[key]
+        self._passes[key] = self._passes.get(key, 0) + 1
+        deadline = None if None in group.deadlines else max(d for d in group.deadlines if d is not None)
+        task = asyncio.create_task(self._run(group.item, key[0], group.answers, deadline, key[1]))
+
+        def deliver(done: asyncio.Task[tuple[list[common_pb2.Score], list[str]]]) -> None:
+            self._passes[key] -= 1
+            if not self._passes[key]:
+                del self._passes[key]
+            waiting = self._groups.get(key)
+            if waiting is not None and waiting.window_over:
+                self._flush(key, waiting)
+            if done.cancelled():
+                group.result.cancel()
+            elif done.exception() is not None:
+                group.result.set_exception(done.exception())  # type: ignore[arg-type]
+            else:
+                group.result.set_result(done.result())
+
+        task.add_done_callback(deliver)
+
+
+@dataclasses.dataclass
+class _Group:
+    item: common_pb2.ScoringItem
+    result: asyncio.Future[tuple[list[common_pb2.Score], list[str]]]
+    answers: list[scorer_pb2.AnswerInput] = dataclasses.field(default_factory=list)
+    deadlines: list[float | None] = dataclasses.field(default_factory=list)
+    window_over: bool = False
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's gRPC deadline on the event loop's clock, or None without one."""
+    remaining = context.time_remaining()
+    return None if remaining is None else asyncio.get_running_loop().time() + remaining
 
 
 class ScorerService(scorer_pb2_grpc.ScorerServicer):
     """Grades answers: core_rs features, then the answer-scoring model on Triton.
 
+    Free-text answers also get their similarity to the reference answers from the
+    sentence encoder on Triton. Multiple choice is a rule and touches no model.
+
     Args:
-        model: The Triton-served scoring model.
+        model: The answer-scoring model.
+        encoder: The sentence encoder.
         max_answer_chars: Longest answer accepted.
+        cache: Redis score cache, or None to run without one.
+        formula_cache_size: Formula grades kept in process per (item, formula).
+        stream_read_ahead: Stream messages graded concurrently (responses stay in order).
     """
 
-    def __init__(self, model: TritonScoringModel, max_answer_chars: int) -> None:
+    def __init__(
+        self,
+        model: AnswerScorerModel,
+        encoder: SentenceEncoderModel,
+        max_answer_chars: int,
+        cache: RedisScoreCache | None = None,
+        formula_cache_size: int = 100_000,
+        stream_read_ahead: int = 2,
+    ) -> None:
         self._model = model
+        self._encoder = encoder
         self._max_answer_chars = max_answer_chars
+        self._cache = cache
+        self._formulas: LruCache[tuple[str, str], grading.PreparedAnswer] = LruCache("formula", formula_cache_size)
+        self._references: LruCache[tuple[str, str], np.ndarray] = LruCache("reference_embeddings", 1024)
+        self._read_ahead = max(1, stream_read_ahead)
+        self._coalescer = _Coalescer(self._score_fresh)
+        # Newest version of each model Triton reported; cache keys are built from these.
+        self._versions: dict[str, str] = {}
 
     async def grade(
-        self, item: common_pb2.ScoringItem, answers: Sequence[scorer_pb2.AnswerInput]
+        self,
+        item: common_pb2.ScoringItem,
+        answers: Sequence[scorer_pb2.AnswerInput],
+        deadline: float | None = None,
+        model_version: str = "",
     ) -> list[scorer_pb2.ScoreResponse]:
-        """Scores answers to one item; the model is called once for all that need it."""
+        """Scores answers to one item; each model is called once for all that need it.
+
+        Args:
+            item: The item.
+            answers: Its answers.
+            deadline: Caller's deadline on the event loop's clock.
+            model_version: ``answer_scorer`` version; "" for the newest.
+
+        Returns:
+            One response per answer, in order.
+        """
+        started = time.perf_counter()
+        kind = _KIND_LABEL.get(item.kind, "unknown")
         grading.validate(item, [a.text for a in answers], self._max_answer_chars)
-        prepared = grading.prepare(item, answers)
-        needs_model = [p for p in prepared if p.rule_score is None]
-        model_scores: dict[int, float] = {}
-        if needs_model:
-            if not self._model.model_version:
-                await self._model.describe()
-            rows = np.stack([p.features for p in needs_model if p.features is not None])
-            scores = await self._model.score(rows)
-            model_scores = {id(p): float(s) for p, s in zip(needs_model, scores, strict=True)}
+        if item.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
+            scores = [
+                grading.finish(item, p, None, "", "") for p in grading.prepare(item, answers)
+            ]
+            ANSWERS.labels(kind, "rule").inc(len(scores))
+        else:
+            scores = await self._grade_with_models(item, answers, deadline, model_version)
+        GRADE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return [scorer_pb2.ScoreResponse(answer_id=a.answer_id, score=s) for a, s in zip(answers, scores, strict=True)]
+
+    async def _grade_with_models(
+        self,
+        item: common_pb2.ScoringItem,
+        answers: Sequence[scorer_pb2.AnswerInput],
+        deadline: float | None,
+        model_version: str,
+    ) -> list[common_pb2.Score]:
+        kind = _KIND_LABEL[item.kind]
+        digest = item_digest(item)
+        scores: list[common_pb2.Score | None] = [None] * len(answers)
+        keys: list[str] = []
+        if self._cache is not None:
+            versions = await self._model_versions(item, model_version)
+            keys = [
+                self._cache.key(item, digest, normalise_answer(item.kind, a.text), versions, CODE) for a in answers
+            ]
+            for index, cached in enumerate(await self._cache.get_many(keys)):
+                if cached is not None:
+                    cached.signals.append(SIGNAL_CACHE)
+                    scores[index] = cached
+            ANSWERS.labels(kind, "cache").inc(sum(s is not None for s in scores))
+        todo = [i for i, s in enumerate(scores) if s is None]
+        if todo:
+            # Small requests (unary Score) are merged with concurrent ones for the same item;
+            # stream messages are already batches.
+            score = self._coalescer.submit if len(todo) < THREAD_MIN_ANSWERS else self._score_fresh
+            fresh, versions = await score(item, digest, [answers[i] for i in todo], deadline, model_version)
+            for index, score in zip(todo, fresh, strict=True):
+                scores[index] = score
+            ANSWERS.labels(kind, "model").inc(len(todo))
+            if self._cache is not None:
+                # Keys of what actually ran, which differ from the lookup keys only if Triton's version changed.
+                put_keys = keys
+                if versions != await self._model_versions(item, model_version):
+                    put_keys = [
+                        self._cache.key(item, digest, normalise_answer(item.kind, a.text), versions, CODE)
+                        for a in answers
+                    ]
+                self._cache.put_many([(put_keys[i], scores[i]) for i in todo])  # type: ignore[misc]
+        return scores  # type: ignore[return-value]
+
+    async def _model_versions(self, item: common_pb2.ScoringItem, pinned: str) -> list[str]:
+        """``name:version`` of the models that would score an answer to ``item``."""
+        names = [self._model.name]
+        if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT and item.rubric.reference_answers:
+            names.append(self._encoder.name)
+        for name in names:
+            if name not in self._versions and not (pinned and name == self._model.name):
+                model = self._model if name == self._model.name else self._encoder
+                self._versions[name] = (await model.describe()).version
         return [
-            scorer_pb2.ScoreResponse(
-                answer_id=p.answer_id,
-                score=grading.finish(
-                    item, p, model_scores.get(id(p)), self._model.model_name, self._model.model_version
-                ),
-            )
-            for p in prepared
+            f"{name}:{pinned if pinned and name == self._model.name else self._versions[name]}" for name in names
         ]
+
+    async def _prepare(
+        self, item: common_pb2.ScoringItem, digest: str, answers: Sequence[scorer_pb2.AnswerInput]
+    ) -> list[grading.PreparedAnswer]:
+        """core_rs features; formula grades come from the in-process cache when known."""
+
+        async def run(todo: Sequence[scorer_pb2.AnswerInput]) -> list[grading.PreparedAnswer]:
+            if len(todo) >= THREAD_MIN_ANSWERS:
+                return await asyncio.to_thread(grading.prepare, item, todo)
+            return grading.prepare(item, todo)
+
+        if item.kind != common_pb2.QUESTION_KIND_FORMULA:
+            return await run(answers)
+        prepared: list[grading.PreparedAnswer | None] = []
+        missing: list[int] = []
+        for index, answer in enumerate(answers):
+            known = self._formulas.get((digest, answer.text))
+            prepared.append(None if known is None else dataclasses.replace(known, answer_id=answer.answer_id))
+            if known is None:
+                missing.append(index)
+        if missing:
+            for index, fresh in zip(missing, await run([answers[i] for i in missing]), strict=True):
+                self._formulas.put((digest, answers[index].text), fresh)
+                prepared[index] = fresh
+        return prepared  # type: ignore[return-value]
+
+    async def _similarity(
+        self,
+        item: common_pb2.ScoringItem,
+        digest: str,
+        prepared: Sequence[grading.PreparedAnswer],
+        texts: Sequence[str],
+        deadline: float | None,
+    ) -> tuple[np.ndarray, list[str]]:
+        """Free-text answers' similarity to the references, and the encoder's ``name:version``."""
+        references = list(item.rubric.reference_answers)
+        if item.kind != common_pb2.QUESTION_KIND_FREE_TEXT or not references:
+            return np.zeros(len(texts), dtype=np.float32), []
+        known = self._versions.get(self._encoder.name, "")
+        ref_embeddings = self._references.get((digest, known))
+        if ref_embeddings is None:
+            # First sight of this item: its references ride along in the same encoder call.
+            embeddings, version = await self._encoder.embed([*references, *texts], deadline)
+            ref_embeddings, answer_embeddings = embeddings[: len(references)], embeddings[len(references) :]
+            self._references.put((digest, version), ref_embeddings)
+        else:
+            answer_embeddings, version = await self._encoder.embed(texts, deadline)
+        self._versions[self._encoder.name] = version
+        similarity = grading.reference_similarity(answer_embeddings, ref_embeddings)
+        for answer, value in zip(prepared, similarity, strict=True):
+            grading.add_similarity(answer, float(value))
+        return similarity, [f"{self._encoder.name}:{version}"]
+
+    async def _score_fresh(
+        self,
+        item: common_pb2.ScoringItem,
+        digest: str,
+        answers: Sequence[scorer_pb2.AnswerInput],
+        deadline: float | None,
+        model_version: str,
+    ) -> tuple[list[common_pb2.Score], list[str]]:
+        """Scores answers through the models; returns the scores and the models' ``name:version``."""
+        prepared = await self._prepare(item, digest, answers)
+        similarity, other_models = await self._similarity(item, digest, prepared, [a.text for a in answers], deadline)
+        features = np.stack([p.features for p in prepared if p.features is not None])
+        values, version = await self._model.score(features, similarity, deadline, model_version)
+        if not model_version:
+            self._versions[self._model.name] = version
+        scores = [
+            grading.finish(item, p, float(v), self._model.name, version, other_models)
+            for p, v in zip(prepared, values, strict=True)
+        ]
+        return scores, [f"{self._model.name}:{version}", *other_models]
 
     async def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scorer_pb2.ScoreResponse:
         if not request.HasField("item") or not request.HasField("answer"):
             raise InvalidArgument("item and answer are required")
-        (response,) = await self.grade(request.item, [request.answer])
+        (response,) = await self.grade(request.item, [request.answer], _deadline(context), request.model_version)
         return response
+
+    async def _grade_batch(
+        self, batch: scorer_pb2.ScoreBatchRequest, deadline: float | None
+    ) -> scorer_pb2.ScoreBatchResponse:
+        if len(batch.answers) > MAX_ANSWERS_PER_BATCH:
+            raise InvalidArgument(
+                f"batch {batch.batch_id!r} has {len(batch.answers)} answers; the limit is {MAX_ANSWERS_PER_BATCH}"
+            )
+        results = await self.grade(batch.item, batch.answers, deadline, batch.model_version) if batch.answers else []
+        return scorer_pb2.ScoreBatchResponse(batch_id=batch.batch_id, results=results)
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scorer_pb2.ScoreBatchRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[scorer_pb2.ScoreBatchResponse]:
-        # One batch at a time: the next request is read only after this one is answered,
-        # so gRPC flow control holds back a client that sends faster than it reads.
-        async for batch in request_iterator:
-            if len(batch.answers) > MAX_ANSWERS_PER_BATCH:
-                raise InvalidArgument(
-                    f"batch {batch.batch_id!r} has {len(batch.answers)} answers; the limit is {MAX_ANSWERS_PER_BATCH}"
-                )
-            results = await self.grade(batch.item, batch.answers) if batch.answers else []
-            yield scorer_pb2.ScoreBatchResponse(batch_id=batch.batch_id, results=results)
+        # At most `read_ahead` messages are read and graded before the oldest is answered,
+        # so a client that sends faster than it reads is held back by gRPC flow control
+        # and the server's memory per stream stays bounded.
+        deadline = _deadline(context)
+        pending: deque[asyncio.Task[scorer_pb2.ScoreBatchResponse]] = deque()
+        try:
+            async for batch in request_iterator:
+                pending.append(asyncio.create_task(self._grade_batch(batch, deadline)))
+                while len(pending) >= self._read_ahead:
+                    yield await pending.popleft()
+            while pending:
+                yield await pending.popleft()
+        finally:
+            for task in pending:
+                task.cancel()
 
     async def DescribeModels(
         self, request: scorer_pb2.DescribeModelsRequest, context: grpc.aio.ServicerContext
     ) -> scorer_pb2.DescribeModelsResponse:
-        info = await self._model.describe()
+        infos = await asyncio.gather(self._model.describe(), self._encoder.describe())
+        for info in infos:
+            self._versions[info.name] = info.version
         return scorer_pb2.DescribeModelsResponse(
-            models=[scorer_pb2.ModelInfo(name=info.name, version=info.version, backend="triton", ready=info.ready)],
-            code_version=f"xlinterview {CODE_VERSION}",
+            models=[
+                scorer_pb2.ModelInfo(name=i.name, version=i.version, backend="triton", ready=i.ready) for i in infos
+            ],
+            code_version=CODE,
         )
+
+    async def close(self) -> None:
+        """Stops the batchers and closes the cache."""
+        await self._model.close()
+        await self._encoder.close()
+        if self._cache is not None:
+            await self._cache.close()
 
 
 def feature_count() -> int:

@@ -20,6 +20,17 @@ class ScorerSettings(ServiceSettings):
         max_batch_rows: The most rows sent to Triton in one request.
         max_pending_rows: Rows waiting for Triton before callers are made to wait (backpressure).
         max_answer_chars: Longest answer accepted.
+        redis_url: Redis for the score cache (env ``REDIS_URL``); unset runs without a cache.
+        cache_ttl_s: Lifetime of a cached score.
+        encoder_name: Name of the sentence-encoder model in the Triton repository.
+        encoder_batch_window_ms: How long the encoder batcher waits to coalesce texts.
+        encoder_max_batch_rows: Most texts per encoder request (the model's max_batch_size).
+        encoder_deadline_s: Deadline of one encoder request (it is compute-bound on a CPU).
+        triton_retries: Retries of a Triton call that failed transiently (never past the deadline).
+        breaker_failures: Consecutive Triton failures that open the circuit breaker.
+        breaker_reset_s: How long the breaker stays open before it probes Triton again.
+        stream_read_ahead: Stream messages graded concurrently per stream.
+        max_message_bytes: Largest gRPC message received or sent.
     """
 
     triton_url: str = Field(validation_alias=AliasChoices("TRITON_URL", "XLI_TRITON_URL"))
@@ -33,3 +44,14 @@ class ScorerSettings(ServiceSettings):
     max_batch_rows: int = 512
     max_pending_rows: int = 8192
     max_answer_chars: int = 10_000
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("REDIS_URL", "XLI_REDIS_URL"))
+    cache_ttl_s: int = 86_400
+    encoder_name: str = "sentence_encoder"
+    encoder_batch_window_ms: float = 2.0
+    encoder_max_batch_rows: int = 64
+    encoder_deadline_s: float = 10.0
+    triton_retries: int = 2
+    breaker_failures: int = 5
+    breaker_reset_s: float = 2.0
+    stream_read_ahead: int = 2
+    max_message_bytes: int = 4 * 1024 * 1024

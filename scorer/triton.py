@@ -1,14 +1,20 @@
-"""The answer-scoring model on Triton, called over KServe v2 gRPC with coalesced batches.
+"""The models on Triton, called over KServe v2 gRPC with coalesced multi-row requests.
 
 One Triton request per answer caps a Python client near 2,500 requests/s, so concurrent
-answers are gathered for up to ``batch_window_ms`` and sent as one multi-row request.
+callers' rows are gathered by a :class:`RowBatcher` for up to a short window and sent as
+one request. Every call goes through one :class:`TritonEndpoint`, which maps Triton's
+errors to service statuses and applies the circuit breaker and retries of
+:mod:`scorer.resilience`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -16,175 +22,465 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
-from common.errors import DeadlineExceeded, Unavailable
+from common.errors import NotFound, Unavailable
+from scorer.resilience import CircuitBreaker, SlowError, TransientError, call_with_retries
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "FEATURES"
-OUTPUT_NAME = "SCORE"
+T = TypeVar("T")
 
 BATCH_ROWS = Histogram(
     "xli_scorer_triton_batch_rows",
     "Rows per Triton request",
+    ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
-TRITON_ERRORS = Counter("xli_scorer_triton_errors_total", "Failed Triton requests", ["status"])
+TRITON_LATENCY = Histogram(
+    "xli_scorer_triton_request_seconds",
+    "Latency of one Triton request (one attempt)",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+TRITON_ERRORS = Counter("xli_scorer_triton_errors_total", "Failed Triton requests", ["model", "status"])
+
+# Statuses meaning Triton (or the path to it) is down or overloaded: retried, and
+# counted by the breaker. INTERNAL covers a crashed Python-backend stub.
+_TRANSIENT = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL", "UNKNOWN", "ABORTED")
+
+
+# tritonclient's defaults, plus a reconnect backoff capped at 2 s (gRPC's default grows to
+# 120 s), so a restarted Triton is found again within the breaker's probe interval.
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.keepalive_time_ms", 2**31 - 1),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What Triton says about the model it serves."""
+    """What Triton says about a model it serves."""
 
     name: str
     version: str
     ready: bool
 
 
-def _triton_error(exc: InferenceServerException) -> Exception:
-    status = str(exc.status() or "")
-    TRITON_ERRORS.labels(status or "unknown").inc()
-    if "DEADLINE_EXCEEDED" in status:
-        return DeadlineExceeded(f"Triton did not answer in time: {exc.message()}")
-    return Unavailable(f"Triton inference failed ({status or 'no status'}): {exc.message()}")
+def _map_error(model: str, exc: InferenceServerException) -> Exception:
+    status = str(exc.status() or "").removeprefix("StatusCode.")
+    message = exc.message() or str(exc)
+    TRITON_ERRORS.labels(model, status or "unknown").inc()
+    if status == "DEADLINE_EXCEEDED":
+        return SlowError(f"Triton did not answer in time for {model}: {message}")
+    if "unknown model" in message.lower() or status == "NOT_FOUND":
+        return NotFound(f"Triton does not serve it: {message}")
+    if not status or status in _TRANSIENT:
+        return TransientError(f"Triton unavailable for {model} ({status or 'no status'}): {message}")
+    return Unavailable(f"Triton rejected the {model} request ({status}): {message}")
 
 
-class TritonScoringModel:
-    """Scores feature rows with the answer-scoring model served by Triton.
+class TritonEndpoint:
+    """One Triton server: a shared gRPC client, its circuit breaker and retry policy.
 
     Args:
         url: ``host:port`` of Triton's gRPC endpoint.
-        model_name: Model to call.
-        feature_count: Width of a feature row.
-        deadline_s: Deadline of each Triton request.
-        batch_window_s: How long to wait for more rows before sending a batch.
-        max_batch_rows: Most rows in one request.
-        max_pending_rows: Queue bound; callers wait beyond it.
+        timeout_s: Longest one attempt may take.
+        breaker: Breaker for this server; a default one is made when None.
+        max_retries: Retries of a transient failure (never past the caller's deadline).
+        backoff_s: Base of the jittered backoff between attempts.
     """
 
     def __init__(
         self,
         url: str,
-        model_name: str,
-        feature_count: int,
-        deadline_s: float = 2.0,
-        batch_window_s: float = 0.001,
-        max_batch_rows: int = 512,
-        max_pending_rows: int = 8192,
+        timeout_s: float = 2.0,
+        breaker: CircuitBreaker | None = None,
+        max_retries: int = 2,
+        backoff_s: float = 0.02,
     ) -> None:
-        self._client = InferenceServerClient(url=url)
-        self._model_name = model_name
-        self._feature_count = feature_count
-        self._deadline_s = deadline_s
-        self._batch_window_s = batch_window_s
-        self._max_batch_rows = max_batch_rows
-        self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue(
-            maxsize=max_pending_rows
-        )
-        self._worker: asyncio.Task[None] | None = None
-        self._version = ""
+        self.url = url
+        self.client = InferenceServerClient(url=url, channel_args=_CHANNEL_ARGS)
+        self.breaker = breaker or CircuitBreaker("triton")
+        self._timeout_s = timeout_s
+        self._max_retries = max_retries
+        self._backoff_s = backoff_s
 
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def model_version(self) -> str:
-        """The version Triton reported at the last :meth:`describe` (empty before)."""
-        return self._version
-
-    async def describe(self) -> ModelInfo:
-        """Asks Triton for the model's readiness and newest version.
-
-        Raises:
-            Unavailable: Triton cannot be reached.
-        """
-        try:
-            ready = await self._client.is_model_ready(self._model_name, client_timeout=self._deadline_s)
-            metadata = await self._client.get_model_metadata(self._model_name, client_timeout=self._deadline_s)
-        except InferenceServerException as exc:
-            raise _triton_error(exc) from None
-        versions = sorted(metadata.versions, key=int)
-        self._version = versions[-1] if versions else ""
-        return ModelInfo(name=self._model_name, version=self._version, ready=bool(ready))
-
-    async def score(self, rows: np.ndarray) -> np.ndarray:
-        """Scores feature rows, batched with whatever else is waiting.
+    async def call(
+        self,
+        model: str,
+        request: Callable[[float], Awaitable[T]],
+        deadline: float | None = None,
+        timeout_s: float | None = None,
+    ) -> T:
+        """Runs an idempotent Triton call with error mapping, breaker and retries.
 
         Args:
-            rows: ``float32`` array of shape ``(n, feature_count)``.
+            model: Model the call is about (for messages and metrics).
+            request: Makes the call given the seconds it may take.
+            deadline: Caller's deadline on the event loop's clock.
+            timeout_s: Longest one attempt may take, if not the endpoint's default.
 
         Returns:
-            ``float32`` array of shape ``(n,)`` with one score in 0..1 per row.
+            The call's result.
 
         Raises:
-            Unavailable: Triton failed or cannot be reached.
-            DeadlineExceeded: Triton did not answer within the deadline.
+            Unavailable: Triton is down, the circuit is open, or Triton rejected the call.
+            DeadlineExceeded: Triton was too slow or the deadline left no time.
+            NotFound: Triton does not serve the model or version.
         """
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._run(), name="triton-batcher")
-        loop = asyncio.get_running_loop()
-        futures = []
-        for row in rows:
-            future: asyncio.Future[np.ndarray] = loop.create_future()
-            await self._queue.put((row, future))
-            futures.append(future)
-        results = await asyncio.gather(*futures)
-        return np.asarray(results, dtype=np.float32).reshape(-1)
 
-    async def _run(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            deadline = asyncio.get_running_loop().time() + self._batch_window_s
-            while len(batch) < self._max_batch_rows:
-                timeout = deadline - asyncio.get_running_loop().time()
-                if timeout <= 0:
-                    while len(batch) < self._max_batch_rows and not self._queue.empty():
-                        batch.append(self._queue.get_nowait())
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
-                except TimeoutError:
-                    break
-            # Callers that gave up (cancelled) need no result.
-            live = [(row, fut) for row, fut in batch if not fut.done()]
-            if live:
-                asyncio.create_task(self._infer_batch(live))
+        async def attempt(budget: float) -> T:
+            started = time.perf_counter()
+            try:
+                return await request(budget)
+            except InferenceServerException as exc:
+                raise _map_error(model, exc) from None
+            finally:
+                TRITON_LATENCY.labels(model).observe(time.perf_counter() - started)
 
-    async def _infer_batch(self, batch: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
-        matrix = np.stack([row for row, _ in batch]).astype(np.float32, copy=False)
-        BATCH_ROWS.observe(len(batch))
-        try:
-            scores = await self._infer(matrix)
-        except Exception as exc:  # every waiting caller gets the same failure
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), value in zip(batch, scores, strict=True):
-            if not future.done():
-                future.set_result(value)
+        return await call_with_retries(
+            attempt,
+            self.breaker,
+            timeout_s=timeout_s or self._timeout_s,
+            deadline=deadline,
+            max_retries=self._max_retries,
+            backoff_s=self._backoff_s,
+        )
 
-    async def _infer(self, matrix: np.ndarray) -> np.ndarray:
-        infer_input = InferInput(INPUT_NAME, list(matrix.shape), "FP32")
-        infer_input.set_data_from_numpy(matrix)
-        try:
-            result = await self._client.infer(
-                self._model_name,
-                [infer_input],
-                outputs=[InferRequestedOutput(OUTPUT_NAME)],
-                client_timeout=self._deadline_s,
-            )
-        except InferenceServerException as exc:
-            raise _triton_error(exc) from None
-        output = result.as_numpy(OUTPUT_NAME)
-        if output is None or output.shape[0] != matrix.shape[0]:
-            TRITON_ERRORS.labels("bad_output").inc()
-            raise Unavailable(f"Triton model {self._model_name} returned no usable {OUTPUT_NAME} output")
-        return output.reshape(-1)
+    async def describe(self, model: str) -> ModelInfo:
+        """Asks Triton for a model's readiness and newest version."""
+
+        async def ask(budget: float) -> ModelInfo:
+            ready = await self.client.is_model_ready(model, client_timeout=budget)
+            metadata = await self.client.get_model_metadata(model, client_timeout=budget)
+            versions = sorted(metadata.versions, key=int)
+            return ModelInfo(name=model, version=versions[-1] if versions else "", ready=bool(ready))
+
+        return await self.call(model, ask)
 
     async def close(self) -> None:
-        """Stops the batcher and closes the gRPC channel."""
-        if self._worker is not None:
-            self._worker.cancel()
-        await self._client.close()
+        """Closes the gRPC channel."""
+        await self.client.close()
+
+
+@dataclass
+class _Entry:
+    rows: np.ndarray
+    future: asyncio.Future[tuple[np.ndarray, str]]
+    deadline: float | None
+
+
+InferFn = Callable[[np.ndarray, float | None], Awaitable[tuple[np.ndarray, str]]]
+
+
+class RowBatcher:
+    """Coalesces rows from concurrent callers into multi-row calls.
+
+    A call starts when ``max_rows`` rows are waiting or ``window_s`` after the first row
+    arrived, and only while fewer than ``max_inflight`` calls are running: when the model
+    is the bottleneck, rows keep gathering into bigger calls instead of queueing as many
+    small ones inside Triton (where they would time out). At most ``max_pending_rows``
+    rows are queued or in flight; callers beyond that wait (backpressure), so memory
+    stays bounded however fast answers arrive.
+
+    Args:
+        name: Model name, for metrics.
+        infer: Runs one call: ``(rows, deadline) -> (outputs, model_version)``.
+        window_s: Longest wait for more rows.
+        max_rows: Most rows per call.
+        max_pending_rows: Bound on rows queued or in flight.
+        max_inflight: Most calls running at once.
+    """
+
+    def __init__(
+        self, name: str, infer: InferFn, window_s: float, max_rows: int, max_pending_rows: int, max_inflight: int = 4
+    ) -> None:
+        self._name = name
+        self._infer = infer
+        self._window_s = window_s
+        self._max_rows = max_rows
+        self._max_pending = max(max_pending_rows, max_rows)
+        self._queue: asyncio.Queue[_Entry] = asyncio.Queue()
+        self._carry: _Entry | None = None
+        self._pending = 0
+        self._space = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_inflight)
+
+    async def submit(self, rows: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, str]:
+        """Runs rows through the model together with whatever else is waiting.
+
+        Args:
+            rows: Input rows (first axis is the row).
+            deadline: Caller's deadline on the event loop's clock.
+
+        Returns:
+            ``(outputs, model_version)`` with one output row per input row.
+        """
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(), name=f"batcher-{self._name}")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for start in range(0, len(rows), self._max_rows):
+            chunk = rows[start : start + self._max_rows]
+            await self._reserve(len(chunk))
+            future: asyncio.Future[tuple[np.ndarray, str]] = loop.create_future()
+            future.add_done_callback(lambda _, n=len(chunk): self._release(n))
+            self._queue.put_nowait(_Entry(chunk, future, deadline))
+            futures.append(future)
+        results = await asyncio.gather(*futures)
+        if len(results) == 1:
+            return results[0]
+        return np.concatenate([r for r, _ in results]), results[-1][1]
+
+    async def _reserve(self, n: int) -> None:
+        while self._pending and self._pending + n > self._max_pending:
+            self._space.clear()
+            await self._space.wait()
+        self._pending += n
+
+    def _release(self, n: int) -> None:
+        self._pending -= n
+        self._space.set()
+
+    async def _next(self, timeout: float | None) -> _Entry | None:
+        if self._carry is not None:
+            entry, self._carry = self._carry, None
+            return entry
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            first = await self._next(None)
+            assert first is not None
+            batch, rows = [first], len(first.rows)
+            closes = loop.time() + self._window_s
+            while rows < self._max_rows:
+                entry = await self._next(closes - loop.time())
+                if entry is None:
+                    break
+                if rows + len(entry.rows) > self._max_rows:
+                    self._carry = entry
+                    break
+                batch.append(entry)
+                rows += len(entry.rows)
+            # Callers that gave up (cancelled) need no result.
+            live = [e for e in batch if not e.future.done()]
+            if not live:
+                self._slots.release()
+            else:
+                task = asyncio.create_task(self._dispatch(live))
+                self._inflight.add(task)
+                task.add_done_callback(self._call_done)
+                # If every caller of this batch goes away, the Triton call is cancelled too.
+                for e in live:
+                    e.future.add_done_callback(lambda _, t=task, b=live: self._cancel_if_abandoned(t, b))
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._slots.release()
+
+    @staticmethod
+    def _cancel_if_abandoned(task: asyncio.Task[None], batch: list[_Entry]) -> None:
+        if not task.done() and all(e.future.cancelled() for e in batch):
+            task.cancel()
+
+    async def _dispatch(self, batch: list[_Entry]) -> None:
+        matrix = batch[0].rows if len(batch) == 1 else np.concatenate([e.rows for e in batch])
+        deadlines = [e.deadline for e in batch]
+        # The call may run as long as its most patient caller allows.
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        BATCH_ROWS.labels(self._name).observe(len(matrix))
+        try:
+            outputs, version = await self._infer(matrix, deadline)
+        except Exception as exc:  # every waiting caller gets the same failure
+            for e in batch:
+                if not e.future.done():
+                    e.future.set_exception(exc)
+            return
+        start = 0
+        for e in batch:
+            n = len(e.rows)
+            if not e.future.done():
+                e.future.set_result((outputs[start : start + n], version))
+            start += n
+
+    async def close(self) -> None:
+        """Stops the worker and cancels calls in flight."""
+        for task in [self._worker, *self._inflight]:
+            if task is not None:
+                task.cancel()
+
+
+class _TritonModel:
+    """A model on a :class:`TritonEndpoint`, with one batcher per requested version."""
+
+    def __init__(
+        self,
+        endpoint: TritonEndpoint,
+        name: str,
+        window_s: float,
+        max_rows: int,
+        max_pending_rows: int,
+        max_inflight: int,
+        timeout_s: float | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.name = name
+        self._batch = (window_s, max_rows, max_pending_rows, max_inflight)
+        self._timeout_s = timeout_s
+        self._batchers: dict[str, RowBatcher] = {}
+
+    def batcher(self, version: str) -> RowBatcher:
+        """The batcher for ``version`` ("" = whatever Triton serves newest)."""
+        batcher = self._batchers.get(version)
+        if batcher is None:
+            if len(self._batchers) >= 8:
+                raise Unavailable(f"too many pinned versions of {self.name} in use")
+
+            async def infer(rows: np.ndarray, deadline: float | None) -> tuple[np.ndarray, str]:
+                return await self.endpoint.call(
+                    self.name, lambda budget: self._infer(rows, version, budget), deadline, self._timeout_s
+                )
+
+            batcher = self._batchers[version] = RowBatcher(self.name, infer, *self._batch)
+        return batcher
+
+    async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
+        raise NotImplementedError
+
+    async def _request(
+        self, inputs: list[InferInput], output: str, rows: int, version: str, budget: float
+    ) -> tuple[np.ndarray, str]:
+        result = await self.endpoint.client.infer(
+            self.name,
+            inputs,
+            model_version=version,
+            outputs=[InferRequestedOutput(output)],
+            client_timeout=budget,
+        )
+        array = result.as_numpy(output)
+        if array is None or array.shape[0] != rows:
+            TRITON_ERRORS.labels(self.name, "bad_output").inc()
+            raise Unavailable(f"Triton model {self.name} returned no usable {output} output")
+        return array, result.get_response().model_version
+
+    async def describe(self) -> ModelInfo:
+        """Readiness and newest version of this model."""
+        return await self.endpoint.describe(self.name)
+
+    async def close(self) -> None:
+        """Stops the batchers."""
+        for batcher in self._batchers.values():
+            await batcher.close()
+
+
+class AnswerScorerModel(_TritonModel):
+    """``answer_scorer``: feature rows (plus each row's text similarity) to scores in 0..1.
+
+    Args:
+        endpoint: The Triton server.
+        name: Model name in the repository.
+        feature_count: Width of a feature row.
+        window_s: Batching window.
+        max_rows: Most rows per request (the model's ``max_batch_size`` or less).
+        max_pending_rows: Backpressure bound.
+        max_inflight: Most requests running at once.
+    """
+
+    def __init__(
+        self,
+        endpoint: TritonEndpoint,
+        name: str = "answer_scorer",
+        feature_count: int = 10,
+        window_s: float = 0.001,
+        max_rows: int = 512,
+        max_pending_rows: int = 8192,
+        max_inflight: int = 4,
+    ) -> None:
+        super().__init__(endpoint, name, window_s, max_rows, max_pending_rows, max_inflight, None)
+        self.feature_count = feature_count
+
+    async def score(
+        self, features: np.ndarray, similarity: np.ndarray, deadline: float | None = None, version: str = ""
+    ) -> tuple[np.ndarray, str]:
+        """Scores rows, batched with whatever else is waiting.
+
+        Args:
+            features: ``float32`` ``(n, feature_count)``.
+            similarity: ``(n,)`` cosine similarity of each free-text answer to its
+                references, 0 for other rows.
+            deadline: Caller's deadline on the event loop's clock.
+            version: Model version to use; "" for the newest.
+
+        Returns:
+            ``(scores, model_version)``: ``(n,)`` ``float32`` scores and the version that ran.
+        """
+        rows = np.empty((len(features), self.feature_count + 1), dtype=np.float32)
+        rows[:, :-1] = features
+        rows[:, -1] = similarity
+        scores, used = await self.batcher(version).submit(rows, deadline)
+        return scores.reshape(-1), used
+
+    async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
+        features = InferInput("FEATURES", [len(rows), self.feature_count], "FP32")
+        features.set_data_from_numpy(np.ascontiguousarray(rows[:, :-1]))
+        similarity = InferInput("SIMILARITY", [len(rows), 1], "FP32")
+        similarity.set_data_from_numpy(np.ascontiguousarray(rows[:, -1:]))
+        return await self._request([features, similarity], "SCORE", len(rows), version, budget)
+
+
+class SentenceEncoderModel(_TritonModel):
+    """``sentence_encoder``: texts to unit-length all-MiniLM-L6-v2 embeddings.
+
+    Args:
+        endpoint: The Triton server.
+        name: Model name in the repository.
+        window_s: Batching window.
+        max_rows: Most texts per request (the model's ``max_batch_size`` or less).
+        max_pending_rows: Backpressure bound.
+        max_inflight: Most requests running at once; the model has one CPU instance, so
+            two keep it busy while a reply travels back.
+        timeout_s: Longest one request may take (64 long texts take seconds on a CPU).
+    """
+
+    def __init__(
+        self,
+        endpoint: TritonEndpoint,
+        name: str = "sentence_encoder",
+        window_s: float = 0.002,
+        max_rows: int = 64,
+        max_pending_rows: int = 4096,
+        max_inflight: int = 2,
+        timeout_s: float = 10.0,
+    ) -> None:
+        super().__init__(endpoint, name, window_s, max_rows, max_pending_rows, max_inflight, timeout_s)
+
+    async def embed(self, texts: Sequence[str], deadline: float | None = None) -> tuple[np.ndarray, str]:
+        """Embeds texts, batched with whatever else is waiting.
+
+        Returns:
+            ``(embeddings, model_version)``: ``float32`` ``(n, 384)`` unit rows and the version that ran.
+        """
+        rows = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+        return await self.batcher("").submit(rows, deadline)
+
+    async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
+        text = InferInput("TEXT", [len(rows), 1], "BYTES")
+        text.set_data_from_numpy(rows.reshape(-1, 1))
+        return await self._request([text], "EMBEDDING", len(rows), version, budget)

