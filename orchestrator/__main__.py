@@ -13,6 +13,7 @@ from common.metrics import start_metrics_server
 from orchestrator.app import SERVICE_NAME, Orchestrator
 from orchestrator.bank import BankError
 from orchestrator.settings import MissingSetting, OrchestratorSettings
+from orchestrator.staff import STAFF_SERVICE_NAMES
 
 log = logging.getLogger("orchestrator")
 
@@ -23,7 +24,7 @@ async def run(settings: OrchestratorSettings) -> None:
     await app.start()
     server = create_server()
     app.add_to_server(server)
-    await serve(server, settings.listen_address, [SERVICE_NAME], on_stop=app.close)
+    await serve(server, settings.listen_address, [SERVICE_NAME, *STAFF_SERVICE_NAMES], on_stop=app.close)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from orchestrator.bank import load_bank
 from orchestrator.db import Database
 from orchestrator.service import OrchestratorService
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.staff import IdentitySettings, StaffServices
 from orchestrator.state import SessionStateStore, create_redis_client
 from xlinterview.v1 import orchestrator_pb2, orchestrator_pb2_grpc, scorer_pb2_grpc
 
@@ -36,9 +37,11 @@ class Orchestrator:
         settings: Configuration; ``database_url`` and ``redis_url`` must be set.
     """
 
-    def __init__(self, settings: OrchestratorSettings) -> None:
+    def __init__(self, settings: OrchestratorSettings, identity: IdentitySettings | None = None) -> None:
         settings.require_backing_urls()
         self.settings = settings
+        # Built here so default secrets are refused before anything is opened.
+        self.staff = StaffServices(identity, settings.environment)
         self.db: Database | None = None
         self.state: SessionStateStore | None = None
         self.scorer_channel: grpc.aio.Channel | None = None
@@ -78,6 +81,7 @@ class Orchestrator:
             self.service = OrchestratorService(
                 self.db, self.state, scorer_pb2_grpc.ScorerStub(self.scorer_channel), bank, s
             )
+            await self.staff.start(s, self.service)
         except BaseException:
             await self.close()
             raise
@@ -88,9 +92,11 @@ class Orchestrator:
         if self.service is None:
             raise RuntimeError("Orchestrator.start() must run first")
         orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(self.service, server)
+        self.staff.add_to_server(server)
 
     async def close(self) -> None:
-        """Closes the scorer channel, Redis client and database pool (each at most once)."""
+        """Closes the scorer channel, Redis client and database pools (each at most once)."""
+        await self.staff.close()
         channel, self.scorer_channel = self.scorer_channel, None
         if channel is not None:
             await channel.close()

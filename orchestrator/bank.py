@@ -36,6 +36,8 @@ KIND_TO_PROTO = {
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
+MIN_DIFFICULTY, MAX_DIFFICULTY, DEFAULT_DIFFICULTY = 1, 5, 3
+
 # StrictBool first: otherwise pydantic would coerce YAML true/false into 1.0/0.0.
 Cell = StrictBool | float | str | None
 
@@ -125,6 +127,8 @@ class Choice(_Model):
 class _ItemBase(_Model):
     id: str = Field(pattern=_ID_PATTERN)
     skill_area: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    # 1 (easy) to 5 (hard): where the item's IRT parameters start before calibration.
+    difficulty: int = Field(ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY, strict=True)
     prompt: str = Field(min_length=10, max_length=4000)
 
     @field_validator("prompt")
@@ -141,6 +145,7 @@ class _ItemBase(_Model):
         return {
             "kind": self.kind,  # type: ignore[attr-defined]
             "skill_area": self.skill_area,
+            "difficulty": self.difficulty,
             "prompt": self.prompt,
             "spec": self.spec().model_dump(mode="json"),
         }
@@ -216,12 +221,25 @@ def parse_item(data: Any, source: str = "<memory>") -> Item:
         raise BankError(f"{label}: {_format_errors(exc)}") from None
 
 
-def item_from_content(item_id: str, kind: str, skill_area: str, prompt: str, spec: dict[str, Any]) -> Item:
-    """Rebuilds an item from its stored columns (the inverse of :meth:`_ItemBase.content`)."""
+def item_from_content(
+    item_id: str, kind: str, skill_area: str, prompt: str, spec: dict[str, Any], difficulty: int | None = None
+) -> Item:
+    """Rebuilds an item from its stored columns (the inverse of :meth:`_ItemBase.content`).
+
+    Versions stored before difficulty was authored have none; they read as
+    :data:`DEFAULT_DIFFICULTY`.
+    """
     if kind not in SPEC_KEY:
         raise BankError(f"stored item {item_id!r} has unknown kind {kind!r}")
     return parse_item(
-        {"id": item_id, "kind": kind, "skill_area": skill_area, "prompt": prompt, SPEC_KEY[kind]: spec},
+        {
+            "id": item_id,
+            "kind": kind,
+            "skill_area": skill_area,
+            "difficulty": DEFAULT_DIFFICULTY if difficulty is None else difficulty,
+            "prompt": prompt,
+            SPEC_KEY[kind]: spec,
+        },
         source=f"stored item {item_id!r}",
     )
 

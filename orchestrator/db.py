@@ -40,6 +40,7 @@ MIGRATION_TIMEOUT_S = 300.0
 
 STATUS_IN_PROGRESS = "in_progress"
 STATUS_FINISHED = "finished"
+REASON_TIME_LIMIT = "time_limit"
 
 # Errors that mean "the database cannot be reached or is going away", not "the query is wrong".
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -50,6 +51,10 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
 )
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_UNAVAILABLE_ERRORS)
+
+
+class TimeLimitReached(FailedPrecondition):
+    """An answer arrived after the deadline; the refusing call finished the session."""
 
 
 class ItemRef(NamedTuple):
@@ -70,10 +75,20 @@ class SessionRow:
     position: int
     started_at: datetime
     finished_at: datetime | None
+    cat_seed: int = 0
+    ineligible: tuple[str, ...] = ()
+    deadline: datetime | None = None
+    max_items: int = 0
+    stop_reason: str | None = None
 
     @property
     def finished(self) -> bool:
         return self.status == STATUS_FINISHED
+
+    @property
+    def awaiting_selection(self) -> bool:
+        """True when the last question is answered and the next is not chosen yet."""
+        return not self.finished and self.position >= len(self.items)
 
 
 @dataclass(frozen=True)
@@ -138,6 +153,11 @@ def _session(row: asyncpg.Record) -> SessionRow:
         position=row["position"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        cat_seed=row["cat_seed"],
+        ineligible=tuple(row["ineligible"]),
+        deadline=row["deadline"],
+        max_items=row["max_items"],
+        stop_reason=row["stop_reason"],
     )
 
 
@@ -154,7 +174,10 @@ def _answer(row: asyncpg.Record) -> AnswerRow:
     )
 
 
-_SESSION_COLUMNS = "session_id, candidate_name, status, items, position, started_at, finished_at"
+_SESSION_COLUMNS = (
+    "session_id, candidate_name, status, items, position, started_at, finished_at,"
+    " cat_seed, ineligible, deadline, max_items, stop_reason"
+)
 _ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
 
 
@@ -305,14 +328,19 @@ class Database:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", BANK_IMPORT_LOCK)
             for item in items:
                 latest = await conn.fetchrow(
-                    "SELECT version, kind, skill_area, prompt, spec FROM items"
+                    "SELECT version, kind, skill_area, prompt, spec, difficulty FROM items"
                     " WHERE item_id = $1 ORDER BY version DESC LIMIT 1",
                     item.id,
                 )
                 content = item.content()
                 if latest is not None:
                     stored = item_from_content(
-                        item.id, latest["kind"], latest["skill_area"], latest["prompt"], latest["spec"]
+                        item.id,
+                        latest["kind"],
+                        latest["skill_area"],
+                        latest["prompt"],
+                        latest["spec"],
+                        latest["difficulty"],
                     )
                     # Compare after the same normalisation so a formatting-only edit is no change.
                     if stored.content() == content:
@@ -320,14 +348,15 @@ class Database:
                         continue
                 version = 1 if latest is None else latest["version"] + 1
                 await conn.execute(
-                    "INSERT INTO items (item_id, version, kind, skill_area, prompt, spec)"
-                    " VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO items (item_id, version, kind, skill_area, prompt, spec, difficulty)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     item.id,
                     version,
                     content["kind"],
                     content["skill_area"],
                     content["prompt"],
                     content["spec"],
+                    content["difficulty"],
                 )
                 await conn.execute(
                     "INSERT INTO audit_log (event, detail) VALUES ('item_version_created', $1)",
@@ -341,34 +370,55 @@ class Database:
         """One stored item version, or None."""
         async with self._connection("read an item") as conn:
             row = await conn.fetchrow(
-                "SELECT kind, skill_area, prompt, spec FROM items WHERE item_id = $1 AND version = $2",
+                "SELECT kind, skill_area, prompt, spec, difficulty FROM items WHERE item_id = $1 AND version = $2",
                 ref.item_id,
                 ref.version,
             )
         if row is None:
             return None
-        item = item_from_content(ref.item_id, row["kind"], row["skill_area"], row["prompt"], row["spec"])
+        item = item_from_content(
+            ref.item_id, row["kind"], row["skill_area"], row["prompt"], row["spec"], row["difficulty"]
+        )
         return ItemVersion(item, ref.version)
 
     # -- sessions -----------------------------------------------------------------------
 
     async def create_session(
-        self, session_id: uuid.UUID, candidate_name: str, items: Sequence[ItemRef]
+        self,
+        session_id: uuid.UUID,
+        candidate_name: str,
+        first_item: ItemRef,
+        *,
+        cat_seed: int,
+        ineligible: Sequence[str],
+        time_limit_s: float,
+        extra_time_percent: int,
+        max_items: int,
     ) -> SessionRow:
-        """Stores a new in-progress session asking ``items`` in order."""
+        """Stores a new in-progress session whose first question is ``first_item``.
+
+        The deadline is set by the database clock, the one every later check uses.
+        """
         async with self._connection("start a session") as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"INSERT INTO sessions (session_id, candidate_name, status, items, position)"
-                f" VALUES ($1, $2, $3, $4, 0) RETURNING {_SESSION_COLUMNS}",
+                f"INSERT INTO sessions (session_id, candidate_name, status, items, position, cat_seed,"
+                f" ineligible, deadline, extra_time_percent, max_items)"
+                f" VALUES ($1, $2, $3, $4, 0, $5, $6, now() + make_interval(secs => $7), $8, $9)"
+                f" RETURNING {_SESSION_COLUMNS}",
                 session_id,
                 candidate_name,
                 STATUS_IN_PROGRESS,
-                [{"item_id": ref.item_id, "version": ref.version} for ref in items],
+                [{"item_id": first_item.item_id, "version": first_item.version}],
+                cat_seed,
+                list(ineligible),
+                time_limit_s * (1 + extra_time_percent / 100),
+                extra_time_percent,
+                max_items,
             )
             await conn.execute(
                 "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_started', $2)",
                 session_id,
-                {"items": len(items)},
+                {"max_items": max_items, "extra_time_percent": extra_time_percent},
             )
         return _session(row)
 
@@ -378,24 +428,25 @@ class Database:
             row = await conn.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1", session_id)
         return None if row is None else _session(row)
 
-    async def finish_session(self, session_id: uuid.UUID) -> SessionRow:
-        """Marks the session finished; a finished session is returned unchanged.
+    async def finish_session(self, session_id: uuid.UUID, reason: str = "finish_requested") -> SessionRow:
+        """Marks the session finished for ``reason``; a finished session is returned unchanged.
 
         Raises:
             NotFound: When there is no such session.
         """
         async with self._connection("finish a session") as conn, conn.transaction():
             row = await conn.fetchrow(
-                f"UPDATE sessions SET status = $2, finished_at = now()"
+                f"UPDATE sessions SET status = $2, finished_at = now(), stop_reason = $3"
                 f" WHERE session_id = $1 AND status <> $2 RETURNING {_SESSION_COLUMNS}",
                 session_id,
                 STATUS_FINISHED,
+                reason,
             )
             if row is not None:
                 await conn.execute(
                     "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_finished', $2)",
                     session_id,
-                    {"reason": "finish_requested", "answered": row["position"]},
+                    {"reason": reason, "answered": row["position"]},
                 )
             else:
                 row = await conn.fetchrow(
@@ -445,44 +496,157 @@ class Database:
             )
             if earlier is not None:
                 return SubmitResult(_answer(earlier), session, replayed=True)
-            if session.finished or session.position >= len(session.items):
+            if session.finished:
                 raise FailedPrecondition("the interview is finished; no more answers are accepted")
-            await check(session)
-            ref = session.items[session.position]
-            answer_row = await conn.fetchrow(
-                f"INSERT INTO answers (answer_id, session_id, item_id, item_version, position, answer,"
-                f" idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_ANSWER_COLUMNS}",
-                uuid.uuid4(),
-                session_id,
-                ref.item_id,
-                ref.version,
-                session.position,
-                answer,
-                idempotency_key,
-            )
-            position = session.position + 1
-            last = position >= len(session.items)
-            row = await conn.fetchrow(
-                f"UPDATE sessions SET position = $2, status = $3,"
-                f" finished_at = CASE WHEN $4 THEN now() ELSE finished_at END"
-                f" WHERE session_id = $1 RETURNING {_SESSION_COLUMNS}",
-                session_id,
-                position,
-                STATUS_FINISHED if last else STATUS_IN_PROGRESS,
-                last,
-            )
-            await conn.execute(
-                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_submitted', $2)",
-                session_id,
-                {"answer_id": str(answer_row["answer_id"]), "item_id": ref.item_id, "position": session.position},
-            )
-            if last:
-                await conn.execute(
-                    "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_finished', $2)",
-                    session_id,
-                    {"reason": "last_question_answered", "answered": position},
-                )
+            expired = session.deadline is not None and await conn.fetchval("SELECT now() > $1", session.deadline)
+            if expired:
+                await self._finish_locked(conn, session_id, REASON_TIME_LIMIT, session.position)
+            else:
+                if session.awaiting_selection:
+                    raise FailedPrecondition(
+                        "the next question is still being chosen; fetch the current question and answer that"
+                    )
+                await check(session)
+                answer_row, row = await self._append_answer(conn, session, answer, idempotency_key)
+        if expired:
+            # Raised after the commit, so the session is stored as finished by the time limit.
+            raise TimeLimitReached("the interview's time limit has passed; no more answers are accepted")
         return SubmitResult(_answer(answer_row), _session(row), replayed=False)
+
+    async def _append_answer(
+        self, conn: asyncpg.Connection, session: SessionRow, answer: str, idempotency_key: str
+    ) -> tuple[asyncpg.Record, asyncpg.Record]:
+        session_id = session.session_id
+        ref = session.items[session.position]
+        answer_row = await conn.fetchrow(
+            f"INSERT INTO answers (answer_id, session_id, item_id, item_version, position, answer,"
+            f" idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_ANSWER_COLUMNS}",
+            uuid.uuid4(),
+            session_id,
+            ref.item_id,
+            ref.version,
+            session.position,
+            answer,
+            idempotency_key,
+        )
+        # The session stays in progress: the engine decides after scoring whether to
+        # ask another question or finish (see advance()).
+        row = await conn.fetchrow(
+            f"UPDATE sessions SET position = $2 WHERE session_id = $1 RETURNING {_SESSION_COLUMNS}",
+            session_id,
+            session.position + 1,
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_submitted', $2)",
+            session_id,
+            {"answer_id": str(answer_row["answer_id"]), "item_id": ref.item_id, "position": session.position},
+        )
+        return answer_row, row
+
+    async def _finish_locked(
+        self, conn: asyncpg.Connection, session_id: uuid.UUID, reason: str | None, answered: int
+    ) -> asyncpg.Record:
+        row = await conn.fetchrow(
+            f"UPDATE sessions SET status = $2, finished_at = now(), stop_reason = $3"
+            f" WHERE session_id = $1 RETURNING {_SESSION_COLUMNS}",
+            session_id,
+            STATUS_FINISHED,
+            reason,
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_finished', $2)",
+            session_id,
+            {"reason": reason, "answered": answered},
+        )
+        return row
+
+    async def advance(
+        self, session_id: uuid.UUID, answered: int, next_item: ItemRef | None, stop_reason: str | None
+    ) -> tuple[SessionRow, bool]:
+        """Asks ``next_item`` next, or finishes the session for ``stop_reason``.
+
+        Applies only while the session still waits for the question after its
+        ``answered``-th answer; otherwise another request decided first and the
+        session is returned unchanged, so a decision is never made twice.
+
+        Returns:
+            The session, and whether this call changed it.
+
+        Raises:
+            NotFound: When there is no such session.
+        """
+        async with self._connection("choose the next question") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1 FOR UPDATE", session_id
+            )
+            if row is None:
+                raise NotFound(f"no interview session {session_id}")
+            session = _session(row)
+            if not session.awaiting_selection or session.position != answered:
+                return session, False
+            if next_item is not None:
+                row = await conn.fetchrow(
+                    f"UPDATE sessions SET items = items || $2::jsonb WHERE session_id = $1"
+                    f" RETURNING {_SESSION_COLUMNS}",
+                    session_id,
+                    [{"item_id": next_item.item_id, "version": next_item.version}],
+                )
+                return _session(row), True
+            row = await self._finish_locked(conn, session_id, stop_reason, answered)
+        return _session(row), True
+
+    async def store_result(self, session_id: uuid.UUID, result: Any) -> None:
+        """Appends a result (an ``orchestrator_pb2.Result``) unless the newest one is equal."""
+        data = json_format.MessageToDict(
+            result, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        async with self._connection("store a result") as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('result:' || $1::uuid::text, 0))", session_id
+            )
+            latest = await conn.fetchval(
+                "SELECT result FROM results WHERE session_id = $1 ORDER BY result_id DESC LIMIT 1", session_id
+            )
+            if latest == data:
+                return
+            await conn.execute(
+                "INSERT INTO results (session_id, ability, standard_error, answers_scored, result)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                session_id,
+                result.ability,
+                result.standard_error,
+                result.answers_scored,
+                data,
+            )
+
+    async def latest_result(self, session_id: uuid.UUID) -> dict[str, Any] | None:
+        """The newest stored result (protobuf JSON mapping), or None."""
+        async with self._connection("read a result") as conn:
+            data: dict[str, Any] | None = await conn.fetchval(
+                "SELECT result FROM results WHERE session_id = $1 ORDER BY result_id DESC LIMIT 1", session_id
+            )
+        return data
+
+    async def exposure_counts(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Over finished sessions: their number, and per item id how many made it
+        ineligible and how many asked it (the exposure control's history)."""
+        async with self._connection("read exposure counts", MIGRATION_TIMEOUT_S) as conn:
+            sessions = await conn.fetchval("SELECT count(*) FROM sessions WHERE status = $1", STATUS_FINISHED)
+            ineligible = await conn.fetch(
+                "SELECT e.item_id, count(*) AS n FROM sessions s,"
+                " jsonb_array_elements_text(s.ineligible) AS e(item_id) WHERE s.status = $1 GROUP BY 1",
+                STATUS_FINISHED,
+            )
+            asked = await conn.fetch(
+                "SELECT e->>'item_id' AS item_id, count(*) AS n FROM sessions s,"
+                " jsonb_array_elements(s.items) AS e WHERE s.status = $1 GROUP BY 1",
+                STATUS_FINISHED,
+            )
+        return (
+            sessions,
+            {r["item_id"]: r["n"] for r in ineligible},
+            {r["item_id"]: r["n"] for r in asked},
+        )
 
     async def latest_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
         """The newest stored score of an answer, or None when it was never scored."""

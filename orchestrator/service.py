@@ -11,14 +11,17 @@ import logging
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
 
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules
 from orchestrator.bank import ChoiceItem, ItemVersion, parse_choice_answer, to_question, to_scoring_item
-from orchestrator.db import AnswerRow, Database, ItemRef, SessionRow
+from orchestrator.db import REASON_TIME_LIMIT, AnswerRow, Database, ItemRef, SessionRow, TimeLimitReached
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.state import SessionState, SessionStateStore
 from xlinterview.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
@@ -98,15 +101,69 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         self._settings = settings
         # Item versions never change, so a cached one never goes stale.
         self._items: dict[ItemRef, ItemVersion] = {ItemRef(i.item_id, i.version): i for i in bank}
+        self.engine = AdaptiveEngine(
+            self._bank,
+            CatRules(
+                max_items=settings.cat_max_items,
+                min_items=settings.cat_min_items,
+                se_target=settings.cat_se_target,
+                max_exposure=settings.cat_max_exposure,
+            ),
+        )
+        self._exposure_restored = False
+        self._exposure_lock = asyncio.Lock()
 
     # -- helpers ------------------------------------------------------------------------
 
-    def interview_plan(self) -> list[ItemRef]:
-        """The items a new interview asks, in order.
+    async def _restore_exposure(self) -> None:
+        # Lazily, once: the exposure history is a start-up read that must not block serving.
+        async with self._exposure_lock:
+            if not self._exposure_restored:
+                self.engine.restore_exposure(*await self._db.exposure_counts())
+                self._exposure_restored = True
 
-        The adaptive engine replaces this fixed plan with per-answer selection.
+    async def _finished(self, row: SessionRow, changed: bool) -> None:
+        """Bookkeeping once a session is finished: exposure counts (once) and its result."""
+        if changed:
+            self.engine.record_finished(row)
+        await self._store_result(row)
+
+    async def _store_result(self, row: SessionRow) -> None:
+        result = self.engine.result(row, await self._db.turns(row.session_id))
+        await self._db.store_result(row.session_id, result)
+
+    @staticmethod
+    def _expired(deadline: datetime | None) -> bool:
+        return deadline is not None and datetime.now(UTC) > deadline
+
+    async def _advance(self, row: SessionRow) -> SessionRow:
+        """Chooses the question after the last answer, or finishes the session.
+
+        Runs after every answer and whenever a reader finds a session waiting for
+        its next question (after a crash between storing an answer and choosing), so
+        a session always continues where it was. The decision uses the scores stored
+        so far; an answer still waiting for its score is left out.
         """
-        return [ItemRef(i.item_id, i.version) for i in self._bank]
+        while row.awaiting_selection:
+            if self._expired(row.deadline):
+                next_item, reason = None, REASON_TIME_LIMIT
+            else:
+                next_item, reason = self.engine.decide(row, await self._db.turns(row.session_id))
+            answered = row.position
+            row, applied = await self._db.advance(row.session_id, answered, next_item, reason)
+            await self._state.put(SessionState.from_row(row))
+            if row.finished:
+                await self._finished(row, changed=applied)
+            if row.position != answered:
+                break  # another request answered meanwhile; it advances on its own
+        return row
+
+    async def _expire(self, row: SessionRow) -> SessionRow:
+        """Finishes a session whose time is up."""
+        finished = await self._db.finish_session(row.session_id, REASON_TIME_LIMIT)
+        await self._state.put(SessionState.from_row(finished))
+        await self._finished(finished, changed=not row.finished and finished.stop_reason == REASON_TIME_LIMIT)
+        return finished
 
     async def _item(self, ref: ItemRef) -> ItemVersion:
         cached = self._items.get(ref)
@@ -120,8 +177,9 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         self._items[ref] = stored
         return stored
 
-    async def _question(self, items: Sequence[ItemRef], index: int) -> orchestrator_pb2.Question:
-        return to_question(await self._item(items[index]), position=index + 1, total=len(items))
+    async def _question(self, items: Sequence[ItemRef], index: int, max_items: int) -> orchestrator_pb2.Question:
+        total = max(max_items or self._settings.cat_max_items, len(items))
+        return to_question(await self._item(items[index]), position=index + 1, total=total)
 
     async def _session_message(self, row: SessionRow, *, with_turns: bool = True) -> orchestrator_pb2.Session:
         message = orchestrator_pb2.Session(
@@ -132,8 +190,14 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         )
         if row.finished_at is not None:
             message.finished_at.CopyFrom(_timestamp(row.finished_at))
+        if row.deadline is not None:
+            message.deadline.CopyFrom(_timestamp(row.deadline))
         if not with_turns:
             return message
+        if row.finished:
+            stored = await self._db.latest_result(row.session_id)
+            if stored is not None:
+                json_format.ParseDict(stored, message.result, ignore_unknown_fields=True)
         values = []
         for turn in await self._db.turns(row.session_id):
             answer = turn.answer
@@ -199,13 +263,28 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             raise InvalidArgument(f"candidate_name is longer than {MAX_CANDIDATE_NAME_CHARS} characters")
         if any(ord(ch) < 32 for ch in name):
             raise InvalidArgument("candidate_name must not contain control characters")
-        plan = self.interview_plan()
-        row = await self._db.create_session(uuid.uuid4(), name, plan)
+        extra = request.extra_time_percent
+        if not 0 <= extra <= self._settings.max_extra_time_percent:
+            raise InvalidArgument(
+                f"extra_time_percent must be between 0 and {self._settings.max_extra_time_percent}"
+            )
+        await self._restore_exposure()
+        seed, ineligible, first = self.engine.plan()
+        row = await self._db.create_session(
+            uuid.uuid4(),
+            name,
+            first,
+            cat_seed=seed,
+            ineligible=ineligible,
+            time_limit_s=self._settings.interview_time_limit_s,
+            extra_time_percent=extra,
+            max_items=self._settings.cat_max_items,
+        )
         await self._state.put(SessionState.from_row(row))
-        log.info("interview %s started with %d questions", row.session_id, len(plan))
+        log.info("interview %s started (up to %d questions)", row.session_id, row.max_items)
         return orchestrator_pb2.StartInterviewResponse(
             session=await self._session_message(row, with_turns=False),
-            question=await self._question(row.items, 0),
+            question=await self._question(row.items, 0, row.max_items),
         )
 
     async def GetCurrentQuestion(
@@ -215,9 +294,15 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         state = await self._state.get(session_id)
         if state is None:
             raise NotFound(f"no interview session {session_id}")
+        if not state.finished and (self._expired(state.deadline) or state.awaiting_selection):
+            row = await self._db.get_session(session_id)
+            if row is None:
+                raise NotFound(f"no interview session {session_id}")
+            row = await self._expire(row) if self._expired(row.deadline) else await self._advance(row)
+            state = SessionState.from_row(row)
         if state.finished:
             raise FailedPrecondition("the interview is finished; there is no current question")
-        return await self._question(state.items, state.position)
+        return await self._question(state.items, state.position, state.max_items)
 
     async def SubmitAnswer(
         self, request: orchestrator_pb2.SubmitAnswerRequest, context: grpc.aio.ServicerContext
@@ -251,6 +336,13 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
 
         try:
             result = await self._db.submit_answer(session_id, key, answer, check)
+        except TimeLimitReached:
+            ANSWERS.labels("too_late").inc()
+            row = await self._db.get_session(session_id)
+            if row is not None:
+                await self._state.put(SessionState.from_row(row))
+                await self._finished(row, changed=True)
+            raise
         except FailedPrecondition:
             ANSWERS.labels("refused").inc()
             # The client acted on a view that PostgreSQL disagrees with; the cached
@@ -266,17 +358,24 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             ANSWERS.labels("stored").inc()
             await self._state.put(SessionState.from_row(result.session))
             score = None
+        session = result.session
         if score is None:
+            # A failure here leaves the session waiting for its next question; the next
+            # GetCurrentQuestion (or this key's retry) chooses it.
             score = await self._score(stored)
+            session = await self._db.get_session(session_id) or session
+            if session.finished:
+                # A late score (after a scorer outage) changes the finished result.
+                await self._store_result(session)
+        session = await self._advance(session)
 
         # Derived from the answer's own position, so a replay returns what the first call did.
-        items = result.session.items
         next_index = stored.position + 1
-        response = orchestrator_pb2.SubmitAnswerResponse(
-            answer_id=str(stored.answer_id), score=score, finished=next_index >= len(items)
-        )
-        if next_index < len(items):
-            response.next_question.CopyFrom(await self._question(items, next_index))
+        response = orchestrator_pb2.SubmitAnswerResponse(answer_id=str(stored.answer_id), score=score)
+        if next_index < len(session.items):
+            response.next_question.CopyFrom(await self._question(session.items, next_index, session.max_items))
+        else:
+            response.finished = session.finished
         return response
 
     async def GetSession(
@@ -292,6 +391,8 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: orchestrator_pb2.FinishInterviewRequest, context: grpc.aio.ServicerContext
     ) -> orchestrator_pb2.Session:
         session_id = parse_session_id(request.session_id)
-        row = await self._db.finish_session(session_id)
+        before = await self._db.get_session(session_id)
+        row = await self._db.finish_session(session_id, REASON_FINISH_REQUESTED)
         await self._state.put(SessionState.from_row(row))
+        await self._finished(row, changed=before is not None and not before.finished)
         return await self._session_message(row)

@@ -41,6 +41,14 @@ class OrchestratorSettings(ServiceSettings):
         db_pool_max_size: Most connections the pool opens (``XLI_DB_POOL_MAX_SIZE``).
         startup_timeout_s: How long start-up keeps retrying to reach PostgreSQL
             (``XLI_STARTUP_TIMEOUT_S``).
+        cat_max_items: Most questions per interview (``XLI_CAT_MAX_ITEMS``).
+        cat_min_items: Fewest answers before the standard-error rule may end an
+            interview; raised to the number of skill areas (``XLI_CAT_MIN_ITEMS``).
+        cat_se_target: End once the ability's standard error is below this (``XLI_CAT_SE_TARGET``).
+        cat_max_exposure: Target largest share of interviews asking one item (``XLI_CAT_MAX_EXPOSURE``).
+        interview_time_limit_s: Standard time for one interview (``XLI_INTERVIEW_TIME_LIMIT_S``).
+        max_extra_time_percent: Largest accommodation a start request may ask for
+            (``XLI_MAX_EXTRA_TIME_PERCENT``).
     """
 
     model_config = SettingsConfigDict(env_prefix="XLI_", extra="ignore", populate_by_name=True)
@@ -70,6 +78,12 @@ class OrchestratorSettings(ServiceSettings):
     db_pool_min_size: int = Field(default=1, ge=0)
     db_pool_max_size: int = Field(default=10, ge=1)
     startup_timeout_s: float = Field(default=30.0, ge=0)
+    cat_max_items: int = Field(default=12, ge=1, le=200)
+    cat_min_items: int = Field(default=8, ge=1)
+    cat_se_target: float = Field(default=0.3, ge=0)
+    cat_max_exposure: float = Field(default=0.25, gt=0, le=1)
+    interview_time_limit_s: float = Field(default=3600.0, gt=0)
+    max_extra_time_percent: int = Field(default=200, ge=0)
 
     def require_backing_urls(self) -> None:
         """Checks that the backing-service URLs are set.

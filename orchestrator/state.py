@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import redis.asyncio as aioredis
@@ -31,7 +32,7 @@ T = TypeVar("T")
 
 KEY_PREFIX = "xli:orchestrator:session:"
 # Bump when the cached shape changes, so old entries read as misses instead of errors.
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 REDIS_FALLBACKS = Counter(
     "xli_orchestrator_redis_fallbacks_total",
@@ -61,27 +62,38 @@ class SessionState:
         session_id: The session.
         status: ``in_progress`` or ``finished``.
         position: 0-based index of the question being waited on.
-        items: The item versions the interview asks, in order.
+        items: The item versions asked so far, the waiting one included; the engine
+            appends the next one after each answer.
+        max_items: The most questions the interview can have.
+        deadline: When its time runs out (None for sessions from before time limits).
     """
 
     session_id: uuid.UUID
     status: str
     position: int
     items: tuple[ItemRef, ...]
+    max_items: int = 0
+    deadline: datetime | None = None
 
     @property
     def finished(self) -> bool:
-        return self.status == STATUS_FINISHED or self.position >= len(self.items)
+        return self.status == STATUS_FINISHED
+
+    @property
+    def awaiting_selection(self) -> bool:
+        """True when the last question is answered and the next is not chosen yet."""
+        return not self.finished and self.position >= len(self.items)
 
     @property
     def rank(self) -> int:
-        """Grows with every change a session can go through (positions only advance,
-        a session only ever becomes finished), so a cached entry can refuse an older one."""
-        return self.position * 2 + (1 if self.status == STATUS_FINISHED else 0)
+        """Grows with every change a session can go through (answers and chosen items
+        only accumulate, a session only ever becomes finished), so a cached entry can
+        refuse an older one."""
+        return (self.position + len(self.items)) * 2 + (1 if self.status == STATUS_FINISHED else 0)
 
     @classmethod
     def from_row(cls, row: SessionRow) -> SessionState:
-        return cls(row.session_id, row.status, row.position, row.items)
+        return cls(row.session_id, row.status, row.position, row.items, row.max_items, row.deadline)
 
     def dumps(self) -> str:
         return json.dumps(
@@ -90,6 +102,8 @@ class SessionState:
                 "status": self.status,
                 "position": self.position,
                 "items": [[ref.item_id, ref.version] for ref in self.items],
+                "max_items": self.max_items,
+                "deadline": None if self.deadline is None else self.deadline.isoformat(),
             },
             separators=(",", ":"),
         )
@@ -106,6 +120,8 @@ class SessionState:
                 str(data["status"]),
                 int(data["position"]),
                 tuple(ItemRef(str(i), int(v)) for i, v in data["items"]),
+                int(data["max_items"]),
+                None if data["deadline"] is None else datetime.fromisoformat(data["deadline"]),
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -17,6 +17,7 @@ VALID_FORMULA = """\
 id: demo-sum
 kind: formula
 skill_area: aggregation
+difficulty: 2
 prompt: Sum the Units column of the sheet below.
 formula:
   sheet:
@@ -57,7 +58,39 @@ def test_seeded_bank_has_the_promised_mix(seeded: list[bank.Item]) -> None:
 
 def test_seeded_bank_order_is_file_name_order(seeded: list[bank.Item]) -> None:
     files = sorted(p.name for p in DEFAULT_BANK_DIR.glob("*.yaml"))
-    assert [load_file(DEFAULT_BANK_DIR / f)[0].id for f in files] == [item.id for item in seeded]
+    assert [i.id for f in files for i in load_file(DEFAULT_BANK_DIR / f)] == [item.id for item in seeded]
+
+
+SKILL_AREAS = {
+    "formulas_functions", "lookups", "data_cleaning_text", "pivot_tables_summaries",
+    "charts_visualisation", "validation_conditional_formatting", "dates_financial", "automation",
+}
+
+
+def test_seeded_bank_covers_every_skill_area_at_graded_difficulty(seeded: list[bank.Item]) -> None:
+    assert {item.skill_area for item in seeded} == SKILL_AREAS
+    for area in SKILL_AREAS:
+        in_area = [item for item in seeded if item.skill_area == area]
+        assert len(in_area) >= 4, area
+        assert len({item.difficulty for item in in_area}) >= 2, area
+
+
+def test_seeded_reference_formulas_evaluate(seeded: list[bank.Item]) -> None:
+    import core_rs
+
+    for item in seeded:
+        if isinstance(item, bank.FormulaItem):
+            value = core_rs.evaluate_formula(item.formula.sheet.rows, item.formula.reference_formula)
+            assert not (isinstance(value[0][0], str) and value[0][0].startswith("#")), (item.id, value)
+
+
+@pytest.mark.parametrize(("value", "needle"), [(None, "required"), (0, "greater than or equal to 1"), (6, "less than or equal to 5"), ("3", "integer")])
+def test_difficulty_is_required_and_graded(tmp_path: Path, value: object, needle: str) -> None:
+    text = VALID_FORMULA.replace("difficulty: 2\n", "" if value is None else f"difficulty: {value!r}\n".replace("'", '"'))
+    path = write(tmp_path, "d.yaml", text)
+    with pytest.raises(BankError) as caught:
+        load_file(path)
+    assert "field 'difficulty'" in str(caught.value) and needle in str(caught.value)
 
 
 def test_cells_keep_their_types(tmp_path: Path) -> None:
@@ -103,6 +136,7 @@ def test_rubric_errors_point_into_the_list(tmp_path: Path) -> None:
         id: explain-it
         kind: free_text
         skill_area: references
+        difficulty: 3
         prompt: Explain relative references.
         rubric:
           reference_answers: [They shift when copied.]
@@ -127,6 +161,7 @@ def test_choice_index_must_be_in_range(tmp_path: Path) -> None:
         id: pick-one
         kind: multiple_choice
         skill_area: lookup
+        difficulty: 1
         prompt: Which function looks up a value?
         choice:
           options: [SUM, XLOOKUP]
@@ -209,5 +244,31 @@ def test_formula_question_shows_the_sheet(seeded: list[bank.Item]) -> None:
 def test_stored_content_round_trips(seeded: list[bank.Item]) -> None:
     for item in seeded:
         content = item.content()
-        again = bank.item_from_content(item.id, content["kind"], content["skill_area"], content["prompt"], content["spec"])
+        again = bank.item_from_content(item.id, content["kind"], content["skill_area"], content["prompt"], content["spec"], content["difficulty"])
         assert again == item
+
+
+def test_import_command_validates_and_imports(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator import import_bank
+
+    write(tmp_path, "a.yaml", VALID_FORMULA.replace("difficulty: 2\n", "difficulty: 9\n"))
+    assert import_bank.main([str(tmp_path), "--check"]) == 2
+    assert "a.yaml (item 'demo-sum'): field 'difficulty'" in capsys.readouterr().err
+    write(tmp_path, "a.yaml", VALID_FORMULA)
+    assert import_bank.main([str(tmp_path), "--check"]) == 0
+    assert "aggregation: 1" in capsys.readouterr().out
+
+
+async def test_import_command_stores_versions(tmp_path: Path, fresh_database: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from orchestrator import import_bank
+
+    write(tmp_path, "a.yaml", VALID_FORMULA)
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
+    # main() runs its own event loop, so it runs in a thread here.
+    assert await asyncio.to_thread(import_bank.main, [str(tmp_path)]) == 0
+    assert "imported: demo-sum@v1" in capsys.readouterr().out
+    write(tmp_path, "a.yaml", VALID_FORMULA.replace("difficulty: 2", "difficulty: 4"))
+    assert await asyncio.to_thread(import_bank.main, [str(tmp_path)]) == 0
+    assert "imported: demo-sum@v2" in capsys.readouterr().out

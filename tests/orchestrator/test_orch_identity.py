@@ -1,0 +1,245 @@
+"""The Identity and Interviews services through gRPC, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+import pytest
+import pytest_asyncio
+
+from common.grpc_server import create_server
+from orchestrator.app import Orchestrator
+from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
+from orchestrator.settings import MissingSetting, OrchestratorSettings
+from orchestrator.staff import StaffServices
+from xlinterview.v1 import admin_pb2 as apb
+from xlinterview.v1 import admin_pb2_grpc, orchestrator_pb2 as pb, orchestrator_pb2_grpc
+
+
+@dataclass
+class Stubs:
+    identity: admin_pb2_grpc.IdentityStub
+    interviews: admin_pb2_grpc.InterviewsStub
+    sessions: orchestrator_pb2_grpc.OrchestratorStub
+    admin: apb.User
+
+
+@pytest_asyncio.fixture(scope="module")
+async def stubs(postgres, redis_server, fake_scorer) -> AsyncIterator[Stubs]:  # type: ignore[no-untyped-def]
+    settings = OrchestratorSettings(
+        database_url=postgres.url,
+        redis_url=redis_server.url,
+        scorer_address=f"127.0.0.1:{fake_scorer[1]}",
+        scorer_deadline_s=1.0,
+        db_timeout_s=2.0,
+    )
+    app = Orchestrator(settings, IdentitySettings())
+    await app.start()
+    server = create_server()
+    app.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    identity = admin_pb2_grpc.IdentityStub(channel)
+    admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
+    try:
+        yield Stubs(identity, admin_pb2_grpc.InterviewsStub(channel), orchestrator_pb2_grpc.OrchestratorStub(channel), admin)
+    finally:
+        await channel.close()
+        await server.stop(grace=1)
+        await app.close()
+
+
+async def code_of(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value.code()
+
+
+# ------------------------------------------------------------------ identities
+
+
+def test_production_refuses_the_default_admin_password() -> None:
+    with pytest.raises(MissingSetting, match="XLI_ADMIN_PASSWORD"):
+        StaffServices(IdentitySettings(), "production")
+    with pytest.raises(MissingSetting):
+        StaffServices(IdentitySettings(admin_password="short"), "production")
+    StaffServices(IdentitySettings(admin_password="a-long-and-real-secret"), "production")
+    StaffServices(IdentitySettings(), "development")
+
+
+async def test_initial_admin_signs_in_and_wrong_credentials_look_alike(stubs: Stubs) -> None:
+    assert stubs.admin.role == apb.ROLE_ADMIN and stubs.admin.email == DEV_ADMIN_EMAIL
+    upper = await stubs.identity.Authenticate(apb.AuthenticateRequest(email="ADMIN@xlinterview.local", password=DEV_ADMIN_PASSWORD))
+    assert upper.user_id == stubs.admin.user_id
+    messages = set()
+    for email, password in ((DEV_ADMIN_EMAIL, "wrong-password"), ("nobody@example.com", DEV_ADMIN_PASSWORD), ("", "")):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stubs.identity.Authenticate(apb.AuthenticateRequest(email=email, password=password))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        messages.add(caught.value.details())
+    assert messages == {"wrong email or password"}
+
+
+async def test_users_are_stored_with_argon2id_hashes(stubs: Stubs, pg: asyncpg.Connection) -> None:
+    email = f"iv-{uuid.uuid4().hex[:8]}@example.com"
+    user = await stubs.identity.CreateUser(
+        apb.CreateUserRequest(email=email, password="correct horse battery", display_name="Iv", role=apb.ROLE_INTERVIEWER)
+    )
+    stored = await pg.fetchval("SELECT password_hash FROM users WHERE user_id = $1", uuid.UUID(user.user_id))
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    again = apb.CreateUserRequest(email=email.upper(), password="another long password", role=apb.ROLE_ANALYST)
+    assert await code_of(stubs.identity.CreateUser(again)) == grpc.StatusCode.ALREADY_EXISTS
+    for bad in (
+        apb.CreateUserRequest(email="x@example.com", password="short", role=apb.ROLE_ANALYST),
+        apb.CreateUserRequest(email="not-an-email", password="long enough password", role=apb.ROLE_ANALYST),
+        apb.CreateUserRequest(email="y@example.com", password="long enough password"),
+    ):
+        assert await code_of(stubs.identity.CreateUser(bad)) == grpc.StatusCode.INVALID_ARGUMENT
+    fetched = await stubs.identity.GetUser(apb.GetUserRequest(user_id=user.user_id))
+    assert fetched.role == apb.ROLE_INTERVIEWER
+
+
+async def test_api_keys_rotate_and_revoke(stubs: Stubs, pg: asyncpg.Connection) -> None:
+    issued = await stubs.identity.CreateApiKey(
+        apb.CreateApiKeyRequest(name="ats sync", role=apb.ROLE_ANALYST, owner_user_id=stubs.admin.user_id)
+    )
+    assert issued.secret.startswith(f"xli_{issued.key.key_id}_")
+    stored = await pg.fetchval("SELECT secret_sha256 FROM api_keys WHERE key_id = $1", issued.key.key_id)
+    assert issued.secret.encode() not in bytes(stored)
+    verified = await stubs.identity.VerifyApiKey(apb.VerifyApiKeyRequest(secret=issued.secret))
+    assert (verified.key_id, verified.role) == (issued.key.key_id, apb.ROLE_ANALYST)
+
+    rotated = await stubs.identity.RotateApiKey(apb.ApiKeyRequest(key_id=issued.key.key_id))
+    assert rotated.secret != issued.secret and rotated.key.HasField("rotated_at")
+    old = stubs.identity.VerifyApiKey(apb.VerifyApiKeyRequest(secret=issued.secret))
+    assert await code_of(old) == grpc.StatusCode.UNAUTHENTICATED
+    await stubs.identity.VerifyApiKey(apb.VerifyApiKeyRequest(secret=rotated.secret))
+
+    revoked = await stubs.identity.RevokeApiKey(apb.ApiKeyRequest(key_id=issued.key.key_id))
+    assert revoked.revoked
+    assert (await stubs.identity.RevokeApiKey(apb.ApiKeyRequest(key_id=issued.key.key_id))).revoked_at == revoked.revoked_at
+    gone = stubs.identity.VerifyApiKey(apb.VerifyApiKeyRequest(secret=rotated.secret))
+    assert await code_of(gone) == grpc.StatusCode.UNAUTHENTICATED
+    rotate_revoked = stubs.identity.RotateApiKey(apb.ApiKeyRequest(key_id=issued.key.key_id))
+    assert await code_of(rotate_revoked) == grpc.StatusCode.FAILED_PRECONDITION
+    assert await code_of(stubs.identity.RevokeApiKey(apb.ApiKeyRequest(key_id="nope"))) == grpc.StatusCode.NOT_FOUND
+
+
+# ------------------------------------------------------------------ interviews and invites
+
+
+async def create(stubs: Stubs, name: str = "Ada Lovelace", owner: str | None = None) -> apb.InvitedInterview:
+    return await stubs.interviews.CreateInterview(
+        apb.CreateInterviewRequest(candidate_name=name, candidate_email="ada@example.com", owner_user_id=owner or stubs.admin.user_id)
+    )
+
+
+async def test_an_invite_starts_one_session_once(stubs: Stubs, pg: asyncpg.Connection) -> None:
+    invited = await create(stubs)
+    assert invited.interview.status == apb.INTERVIEW_STATUS_INVITED and not invited.interview.session_id
+    stored = await pg.fetchval(
+        "SELECT invite_sha256 FROM interviews WHERE interview_id = $1", uuid.UUID(invited.interview.interview_id)
+    )
+    assert invited.invite_token.encode() not in bytes(stored)
+
+    preview = await stubs.interviews.PreviewInvite(apb.InviteRequest(invite_token=invited.invite_token))
+    assert preview.candidate_name == "Ada Lovelace"
+
+    # Two clicks at once: exactly one starts the session.
+    results = await asyncio.gather(
+        *(stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=invited.invite_token)) for _ in range(3)),
+        return_exceptions=True,
+    )
+    accepted = [r for r in results if isinstance(r, apb.AcceptInviteResponse)]
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(accepted) == 1 and len(refused) == 2
+    assert {r.code() for r in refused} == {grpc.StatusCode.FAILED_PRECONDITION}
+    started = accepted[0]
+    assert started.interview.status == apb.INTERVIEW_STATUS_IN_PROGRESS
+    assert started.interview.session_id == started.started.session.session_id
+    assert started.started.question.position == 1
+
+    reissue = stubs.interviews.ReissueInvite(apb.InterviewRequest(interview_id=invited.interview.interview_id))
+    assert await code_of(reissue) == grpc.StatusCode.FAILED_PRECONDITION
+    sessions = await pg.fetchval("SELECT count(*) FROM interviews WHERE interview_id = $1 AND session_id IS NOT NULL",
+                                 uuid.UUID(invited.interview.interview_id))
+    assert sessions == 1
+
+
+async def test_expired_unknown_and_reissued_invites_are_refused(stubs: Stubs, pg: asyncpg.Connection) -> None:
+    unknown = stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token="x" * 43))
+    assert await code_of(unknown) == grpc.StatusCode.NOT_FOUND
+
+    expired = await create(stubs, "Expired Person")
+    await pg.execute(
+        "UPDATE interviews SET invite_expires_at = now() - interval '1 second' WHERE interview_id = $1",
+        uuid.UUID(expired.interview.interview_id),
+    )
+    got = await stubs.interviews.GetInterview(apb.InterviewRequest(interview_id=expired.interview.interview_id))
+    assert got.status == apb.INTERVIEW_STATUS_EXPIRED
+    assert await code_of(stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=expired.invite_token))) == (
+        grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert await pg.fetchval("SELECT count(*) FROM sessions WHERE candidate_name = 'Expired Person'") == 0
+
+    # Re-issuing replaces the link: the old token is unknown, the new one works.
+    reissued = await stubs.interviews.ReissueInvite(apb.InterviewRequest(interview_id=expired.interview.interview_id))
+    assert reissued.interview.status == apb.INTERVIEW_STATUS_INVITED
+    old = stubs.interviews.PreviewInvite(apb.InviteRequest(invite_token=expired.invite_token))
+    assert await code_of(old) == grpc.StatusCode.NOT_FOUND
+    await stubs.interviews.PreviewInvite(apb.InviteRequest(invite_token=reissued.invite_token))
+
+
+async def test_cancel_stops_the_invite_and_the_session(stubs: Stubs) -> None:
+    invited = await create(stubs, "Cancelled Before")
+    cancelled = await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=invited.interview.interview_id))
+    assert cancelled.status == apb.INTERVIEW_STATUS_CANCELLED
+    refused = stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=invited.invite_token))
+    assert await code_of(refused) == grpc.StatusCode.FAILED_PRECONDITION
+
+    running = await create(stubs, "Cancelled During")
+    started = await stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=running.invite_token))
+    await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=running.interview.interview_id))
+    answer = stubs.sessions.SubmitAnswer(
+        pb.SubmitAnswerRequest(
+            session_id=started.started.session.session_id,
+            item_id=started.started.question.item_id,
+            answer="0",
+            idempotency_key="k",
+        )
+    )
+    assert await code_of(answer) == grpc.StatusCode.FAILED_PRECONDITION
+    again = await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=running.interview.interview_id))
+    assert again.status == apb.INTERVIEW_STATUS_CANCELLED
+
+
+async def test_lists_are_filtered_by_owner_and_carry_scores(stubs: Stubs, scorer) -> None:  # type: ignore[no-untyped-def]
+    owner = await stubs.identity.CreateUser(
+        apb.CreateUserRequest(email=f"o-{uuid.uuid4().hex[:8]}@example.com", password="long enough password", role=apb.ROLE_INTERVIEWER)
+    )
+    mine = await create(stubs, "Owned One", owner=owner.user_id)
+    await create(stubs, "Someone Else's")
+    listed = await stubs.interviews.ListInterviews(apb.ListInterviewsRequest(owner_user_id=owner.user_id))
+    assert [i.interview_id for i in listed.interviews] == [mine.interview.interview_id]
+    everyone = await stubs.interviews.ListInterviews(apb.ListInterviewsRequest())
+    assert len(everyone.interviews) >= 2
+
+    started = await stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=mine.invite_token))
+    question = started.started.question
+    scorer.values[question.item_id] = 0.5
+    answer = "0" if question.options else "=SUM(D2:D11)"
+    await stubs.sessions.SubmitAnswer(
+        pb.SubmitAnswerRequest(session_id=started.started.session.session_id, item_id=question.item_id, answer=answer, idempotency_key="k1")
+    )
+    got = await stubs.interviews.GetInterview(apb.InterviewRequest(interview_id=mine.interview.interview_id))
+    assert (got.answered, got.overall_score) == (1, pytest.approx(0.5))
+    bad = stubs.interviews.CreateInterview(apb.CreateInterviewRequest(candidate_name=" ", owner_user_id=owner.user_id))
+    assert await code_of(bad) == grpc.StatusCode.INVALID_ARGUMENT
+    bank = await stubs.interviews.ListBankItems(apb.ListBankItemsRequest())
+    assert question.item_id in {i.item_id for i in bank.items}
