@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
 from common.logging import configure_logging
 from gateway.app import create_app
-from gateway.settings import GatewaySettings
+from gateway.settings import GatewaySettings, InsecureSettings
 
 log = logging.getLogger("gateway")
 
@@ -17,7 +18,11 @@ def main() -> None:
     """Reads the settings from the environment and serves until SIGINT/SIGTERM."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except InsecureSettings as exc:
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     log.info(
         "gateway on http://%s:%d/ (API docs at /docs), orchestrator at %s",

@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware import Middleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from common import CODE_VERSION
+from gateway.auth import TokenService
+from gateway.deps import limit_ip
 from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from gateway.orchestrator import OrchestratorConnection
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routers import health, interviews, pages
+from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from gateway.routers import api_keys, auth, bank, health, interviews, invites, pages, reports, sessions, users
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,13 @@ except ImportError:  # pragma: no cover - the page falls back to FastAPI's CDN l
 _DOCS_ASSETS = "/docs-assets"
 
 _DESCRIPTION = """\
-REST gateway of the Excel-skills interviewer. Start an interview, fetch the current
-question, submit answers (scored on submit) and finish.
+REST gateway of the Excel-skills interviewer.
+
+Staff sign in at `/api/v1/auth/login` and send `Authorization: Bearer <access_token>`;
+internal callers send `X-API-Key`. They create interviews, each with a one-time invite
+link, and read reports. A candidate uses the invite at `/api/v1/invites/accept` and
+gets a token for their own session alone: fetch the current question, submit answers
+(scored on submit, safe to retry with the same idempotency key) and finish.
 
 Every error is an RFC 9457 problem document (`application/problem+json`). Send an
 `x-request-id` header to correlate logs; it is echoed on every response.
@@ -51,15 +59,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         the orchestrator and closes it on shutdown.
     """
     settings = settings or GatewaySettings()
+    # Refuse before serving anything: a gateway with a guessable JWT secret must not run.
+    settings.check_secrets()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         connection = OrchestratorConnection(settings.orchestrator_address)
         app.state.orchestrator = connection
+        limiter: Limiter = RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
+        app.state.limiter = limiter
         log.info("orchestrator channel to %s opened", settings.orchestrator_address)
         try:
             yield
         finally:
+            await limiter.close()
             await connection.close()
             log.info("orchestrator channel closed")
 
@@ -79,10 +92,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         ],
     )
     app.state.settings = settings
+    app.state.tokens = TokenService(
+        settings.jwt_secret, settings.access_token_ttl_s, settings.refresh_token_ttl_s, settings.candidate_token_ttl_s
+    )
     install_problem_handlers(app)
 
     app.include_router(health.router)
-    app.include_router(interviews.router)
+    for api in (auth, users, api_keys, interviews, reports, invites, sessions, bank):
+        app.include_router(api.router, dependencies=[Depends(limit_ip)])
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     if local_docs:
@@ -115,6 +132,14 @@ def _register_problem_schema(app: FastAPI) -> None:
             schema = original()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas.setdefault("Problem", Problem.model_json_schema(ref_template="#/components/schemas/{model}"))
+            # Credentials are read by a dependency rather than declared per route;
+            # describing them here gives Swagger UI its "Authorize" button.
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "A staff access token from /api/v1/auth/login, or a candidate token."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}, {}]
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.problems import REQUEST_ID_HEADER, problem_from_rpc_error
-from xlinterview.v1 import orchestrator_pb2, orchestrator_pb2_grpc
+from xlinterview.v1 import admin_pb2, admin_pb2_grpc, orchestrator_pb2, orchestrator_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class OrchestratorConnection:
         self.address = address
         self.channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
         self.stub = orchestrator_pb2_grpc.OrchestratorStub(self.channel)
+        # The staff services are served by the orchestrator process too.
+        self.identity = admin_pb2_grpc.IdentityStub(self.channel)
+        self.interviews = admin_pb2_grpc.InterviewsStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
     def is_connected(self) -> bool:
@@ -80,8 +83,8 @@ class OrchestratorConnection:
         return response.status == health_pb2.HealthCheckResponse.SERVING, f"orchestrator {status}"
 
 
-class OrchestratorClient:
-    """Orchestrator calls made on behalf of one HTTP request.
+class _RpcClient:
+    """Calls made on behalf of one HTTP request.
 
     Every call carries the gateway's deadline and the request id, and a failed call
     raises :class:`gateway.problems.ProblemError`, never a raw gRPC error.
@@ -110,11 +113,9 @@ class OrchestratorClient:
             log.log(level, "orchestrator call failed: %s %s", exc.code().name, exc.details())
             raise problem from None
 
-    async def start_interview(self, candidate_name: str) -> orchestrator_pb2.StartInterviewResponse:
-        """Opens a session; see ``Orchestrator.StartInterview``."""
-        return await self._call(
-            self._stub.StartInterview, orchestrator_pb2.StartInterviewRequest(candidate_name=candidate_name)
-        )
+
+class OrchestratorClient(_RpcClient):
+    """``xlinterview.v1.Orchestrator`` calls for one HTTP request: the candidate's session."""
 
     async def get_current_question(self, session_id: str) -> orchestrator_pb2.Question:
         """The question the session waits on; see ``Orchestrator.GetCurrentQuestion``."""
@@ -143,3 +144,25 @@ class OrchestratorClient:
             self._stub.FinishInterview, orchestrator_pb2.FinishInterviewRequest(session_id=session_id)
         )
 
+
+class AdminClient(_RpcClient):
+    """``xlinterview.v1.Identity`` and ``Interviews`` calls for one HTTP request.
+
+    Thin on purpose: the routers build the request messages, so each RPC's fields
+    are visible where the JSON body is read.
+    """
+
+    async def identity(self, method: str, request: Message) -> Any:
+        """Calls ``Identity.<method>`` with ``request``."""
+        return await self._call(getattr(self._connection.identity, method), request)
+
+    async def interviews(self, method: str, request: Message) -> Any:
+        """Calls ``Interviews.<method>`` with ``request``."""
+        return await self._call(getattr(self._connection.interviews, method), request)
+
+    async def get_interview(self, interview_id: str) -> admin_pb2.Interview:
+        """One interview; see ``Interviews.GetInterview``."""
+        result: admin_pb2.Interview = await self.interviews(
+            "GetInterview", admin_pb2.InterviewRequest(interview_id=interview_id)
+        )
+        return result

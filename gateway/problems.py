@@ -87,6 +87,7 @@ _GRPC_TO_HTTP: dict[grpc.StatusCode, tuple[int, str, str, bool]] = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid-argument", "Invalid request", True),
     grpc.StatusCode.OUT_OF_RANGE: (400, "invalid-argument", "Invalid request", True),
     grpc.StatusCode.NOT_FOUND: (404, "not-found", "Not found", True),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "unauthenticated", "Not authenticated", True),
     grpc.StatusCode.FAILED_PRECONDITION: (409, "conflict", "Conflict with the interview's state", True),
     grpc.StatusCode.ALREADY_EXISTS: (409, "already-exists", "Already exists", True),
     grpc.StatusCode.ABORTED: (409, "conflict", "Conflict with the interview's state", True),

@@ -22,14 +22,6 @@ from xlinterview.v1 import common_pb2, orchestrator_pb2
 # ---------------------------------------------------------------- requests
 
 
-class StartInterviewBody(BaseModel):
-    """Opens an interview for a candidate."""
-
-    candidate_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] = Field(
-        examples=["Ada Lovelace"]
-    )
-
-
 class SubmitAnswerBody(BaseModel):
     """One answer to the session's current question.
 
@@ -138,6 +130,27 @@ class Turn(BaseModel):
     submitted_at: datetime | None
 
 
+class SkillEstimate(BaseModel):
+    """Ability on one skill area, from that area's answers only."""
+
+    skill_area: str
+    ability: float
+    standard_error: float
+    answers: int
+
+
+class Result(BaseModel):
+    """The adaptive engine's estimate on the IRT ability scale (0 = population mean, 1 = its SD)."""
+
+    ability: float
+    standard_error: float
+    ci_low: float = Field(description="95% interval, lower end.")
+    ci_high: float = Field(description="95% interval, upper end.")
+    skills: list[SkillEstimate]
+    stop_reason: str = Field(description='"se_target", "max_items", "bank_exhausted", "time_limit" or "finish_requested".')
+    answers_scored: int
+
+
 class Session(BaseModel):
     """An interview and every turn so far."""
 
@@ -148,13 +161,8 @@ class Session(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     overall_score: float = Field(description="Mean score of the scored turns, 0 to 1.")
-
-
-class StartInterviewResult(BaseModel):
-    """A new session and its first question."""
-
-    session: Session
-    question: Question | None
+    result: Result | None = Field(default=None, description="null until the interview is finished.")
+    deadline: datetime | None = Field(default=None, description="When the interview's time runs out.")
 
 
 class SubmitAnswerResult(BaseModel):
@@ -188,7 +196,7 @@ def _cell(cell: common_pb2.CellValue) -> CellValue:
     return value
 
 
-def _timestamp(message: Message, field: str) -> datetime | None:
+def timestamp_or_none(message: Message, field: str) -> datetime | None:
     if not message.HasField(field):
         return None
     ts: Timestamp = getattr(message, field)
@@ -251,21 +259,31 @@ def session_from_proto(s: orchestrator_pb2.Session) -> Session:
                 prompt=t.prompt,
                 answer=t.answer,
                 score=score_from_proto(t.score) if t.HasField("score") else None,
-                submitted_at=_timestamp(t, "submitted_at"),
+                submitted_at=timestamp_or_none(t, "submitted_at"),
             )
             for t in s.turns
         ],
-        started_at=_timestamp(s, "started_at"),
-        finished_at=_timestamp(s, "finished_at"),
+        started_at=timestamp_or_none(s, "started_at"),
+        finished_at=timestamp_or_none(s, "finished_at"),
         overall_score=s.overall_score,
+        result=result_from_proto(s.result) if s.HasField("result") else None,
+        deadline=timestamp_or_none(s, "deadline"),
     )
 
 
-def start_result_from_proto(r: orchestrator_pb2.StartInterviewResponse) -> StartInterviewResult:
-    """Translates a ``StartInterviewResponse`` message."""
-    return StartInterviewResult(
-        session=session_from_proto(r.session),
-        question=question_from_proto(r.question) if r.HasField("question") else None,
+def result_from_proto(r: orchestrator_pb2.Result) -> Result:
+    """Translates a ``Result`` message."""
+    return Result(
+        ability=r.ability,
+        standard_error=r.standard_error,
+        ci_low=r.ci_low,
+        ci_high=r.ci_high,
+        skills=[
+            SkillEstimate(skill_area=k.skill_area, ability=k.ability, standard_error=k.standard_error, answers=k.answers)
+            for k in r.skills
+        ],
+        stop_reason=r.stop_reason,
+        answers_scored=r.answers_scored,
     )
 
 

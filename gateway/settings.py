@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import ServiceSettings
+
+DEV_JWT_SECRET = "xli-development-jwt-secret-not-for-production"
+MIN_JWT_SECRET_CHARS = 32
+
+
+class InsecureSettings(RuntimeError):
+    """A built-in or weak secret is configured outside development."""
 
 
 class GatewaySettings(ServiceSettings):
@@ -22,6 +29,20 @@ class GatewaySettings(ServiceSettings):
             a load balancer's probe never piles up (``XLI_READINESS_DEADLINE_S``).
         max_body_bytes: Largest request body accepted; larger ones get 413
             (``XLI_MAX_BODY_BYTES``).
+        jwt_secret: HMAC key of the access, refresh and candidate tokens
+            (``XLI_JWT_SECRET``); the built-in default works only in development.
+        access_token_ttl_s: Lifetime of a staff access token (``XLI_ACCESS_TOKEN_TTL_S``).
+        refresh_token_ttl_s: Lifetime of a staff refresh token (``XLI_REFRESH_TOKEN_TTL_S``).
+        candidate_token_ttl_s: Lifetime of the token an invite turns into
+            (``XLI_CANDIDATE_TOKEN_TTL_S``); bounds how long a candidate can resume.
+        public_url: Base URL invite links are built on (``XLI_PUBLIC_URL``); the
+            request's own base URL when empty.
+        redis_url: Redis for the rate limits (``REDIS_URL``); without it the limits
+            are kept in this process only, which production refuses.
+        rate_limit_ip_per_min: Requests per minute from one IP to the API.
+        rate_limit_api_key_per_min: Requests per minute with one API key.
+        rate_limit_candidate_per_min: Requests per minute in one candidate session.
+        rate_limit_login_per_min: Sign-in and invite attempts per minute from one IP.
     """
 
     # The explicit env names below are not the prefix + field name, so constructing
@@ -34,3 +55,29 @@ class GatewaySettings(ServiceSettings):
     grpc_deadline_s: float = Field(default=10.0, gt=0)
     readiness_deadline_s: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    jwt_secret: str = Field(default=DEV_JWT_SECRET, repr=False)
+    access_token_ttl_s: int = Field(default=15 * 60, gt=0)
+    refresh_token_ttl_s: int = Field(default=12 * 3600, gt=0)
+    candidate_token_ttl_s: int = Field(default=24 * 3600, gt=0)
+    public_url: str = ""
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    rate_limit_ip_per_min: int = Field(default=600, gt=0)
+    rate_limit_api_key_per_min: int = Field(default=1200, gt=0)
+    rate_limit_candidate_per_min: int = Field(default=120, gt=0)
+    rate_limit_login_per_min: int = Field(default=10, gt=0)
+
+    def check_secrets(self) -> None:
+        """Refuses to run outside development with built-in secrets or in-process limits.
+
+        Raises:
+            InsecureSettings: Naming each setting to fix.
+        """
+        if self.environment == "development":
+            return
+        problems = []
+        if self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < MIN_JWT_SECRET_CHARS:
+            problems.append(f"XLI_JWT_SECRET must be a random secret of at least {MIN_JWT_SECRET_CHARS} characters")
+        if not self.redis_url:
+            problems.append("REDIS_URL must be set: rate limits have to be shared by every gateway")
+        if problems:
+            raise InsecureSettings(f"refusing to start with XLI_ENVIRONMENT={self.environment}: " + "; ".join(problems))

@@ -7,6 +7,7 @@ import sys
 import time
 
 from common.logging import configure_logging
+from orchestrator.identity import DEV_ADMIN_PASSWORD, IdentitySettings
 from stack.runner import Stack, StackError
 from stack.settings import StackSettings
 
@@ -26,6 +27,11 @@ def main() -> None:
     print(f"Ready in {time.monotonic() - started:.1f} s.", flush=True)
     print(f"  Open:       {stack.gateway_url}/", flush=True)
     print(f"  REST docs:  {stack.gateway_url}/docs", flush=True)
+    print(f"  Dashboard:  {stack.gateway_url}/dashboard", flush=True)
+    identity = IdentitySettings()
+    if identity.admin_password == DEV_ADMIN_PASSWORD:
+        # Development only: production refuses to start with this password.
+        print(f"  Sign in as: {identity.admin_email} / {identity.admin_password} (development default)", flush=True)
     print(f"  gRPC:       scorer {stack.scorer_address}, orchestrator {stack.orchestrator_address}", flush=True)
     print("Press Ctrl-C to stop.", flush=True)
 

@@ -102,7 +102,10 @@ class Stack:
         try:
             self._start_backing()
             deadline = time.monotonic() + self.settings.ready_timeout_s
-            scorer = self._spawn("scorer", {"XLI_SCORER_ADDRESS": self.scorer_address, "TRITON_URL": self.triton_url})
+            scorer = self._spawn(
+                "scorer",
+                {"XLI_SCORER_ADDRESS": self.scorer_address, "TRITON_URL": self.triton_url, "REDIS_URL": self.redis_url},
+            )
             orchestrator = self._spawn(
                 "orchestrator",
                 {
@@ -118,6 +121,8 @@ class Stack:
                     "XLI_ORCHESTRATOR_ADDRESS": self.orchestrator_address,
                     "XLI_GATEWAY_HOST": self.settings.host,
                     "XLI_GATEWAY_PORT": str(self.settings.gateway_port),
+                    # Rate limits live in the same Redis as the session state.
+                    "REDIS_URL": self.redis_url,
                 },
             )
             _wait_grpc_serving(self.scorer_address, deadline, scorer, self.log_dir / "scorer.log")

@@ -1,94 +1,96 @@
-"""REST API v1 for interviews: ``/api/v1/interviews``."""
+"""Interviews, for staff: ``/api/v1/interviews``.
+
+Admins see every interview, analysts read every interview, interviewers create
+interviews and see only their own. Candidates use ``/api/v1/invites`` and
+``/api/v1/sessions`` instead.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Query, Request, status
 
-from gateway.deps import OrchestratorDep
+from gateway.admin_schemas import CreateInterviewBody, Interview, InvitedInterview, interview_from_proto
+from gateway.auth import Role
+from gateway.deps import AdminClientDep, OwnedInterviewDep, SettingsDep, StaffDep, WriterDep
 from gateway.problems import problem_responses
-from gateway.schemas import (
-    Question,
-    Session,
-    StartInterviewBody,
-    StartInterviewResult,
-    SubmitAnswerBody,
-    SubmitAnswerResult,
-    question_from_proto,
-    session_from_proto,
-    start_result_from_proto,
-    submit_result_from_proto,
-)
+from gateway.settings import GatewaySettings
+from xlinterview.v1 import admin_pb2
 
 router = APIRouter(
     prefix="/api/v1/interviews",
     tags=["interviews"],
-    # Every operation can meet a bad request, a failing or unreachable orchestrator.
-    responses=problem_responses(400, 422, 500, 502, 503, 504),
+    responses=problem_responses(400, 401, 403, 422, 429, 500, 502, 503, 504),
 )
 
-SessionId = Annotated[
-    str,
-    Path(min_length=1, max_length=128, description="The session id returned when the interview was started."),
-]
+
+def invite_url(settings: GatewaySettings, request: Request, token: str) -> str:
+    """The link a candidate opens. The token rides in the fragment, which browsers
+    never send to servers, so it stays out of access logs and proxies."""
+    base = settings.public_url.rstrip("/") or str(request.base_url).rstrip("/")
+    return f"{base}/#invite={token}"
+
+
+def _invited(settings: GatewaySettings, request: Request, invited: admin_pb2.InvitedInterview) -> InvitedInterview:
+    return InvitedInterview(
+        interview=interview_from_proto(invited.interview), invite_url=invite_url(settings, request, invited.invite_token)
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=InvitedInterview, summary="Create an interview")
+async def create_interview(
+    body: CreateInterviewBody, principal: WriterDep, admin: AdminClientDep, settings: SettingsDep, request: Request
+) -> InvitedInterview:
+    """Creates an interview owned by the caller, with a one-time invite link."""
+    invited = await admin.interviews(
+        "CreateInterview",
+        admin_pb2.CreateInterviewRequest(
+            candidate_name=body.candidate_name,
+            candidate_email=body.candidate_email,
+            owner_user_id=principal.user_id,
+            invite_ttl_seconds=(body.invite_ttl_hours or 0) * 3600,
+        ),
+    )
+    return _invited(settings, request, invited)
+
+
+@router.get("", response_model=list[Interview], summary="List interviews")
+async def list_interviews(
+    principal: StaffDep,
+    admin: AdminClientDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[Interview]:
+    """Newest first, with status and score; an interviewer sees only their own."""
+    owner = principal.user_id if principal.role == Role.INTERVIEWER else ""
+    response = await admin.interviews("ListInterviews", admin_pb2.ListInterviewsRequest(owner_user_id=owner, limit=limit))
+    return [interview_from_proto(i) for i in response.interviews]
+
+
+@router.get("/{interview_id}", response_model=Interview, responses=problem_responses(404), summary="Get an interview")
+async def get_interview(interview: OwnedInterviewDep) -> Interview:
+    """The interview with its status and score."""
+    return interview_from_proto(interview)
 
 
 @router.post(
-    "",
-    status_code=status.HTTP_201_CREATED,
-    response_model=StartInterviewResult,
-    responses=problem_responses(409, 429),
-    summary="Start an interview",
-)
-async def start_interview(body: StartInterviewBody, orchestrator: OrchestratorDep) -> StartInterviewResult:
-    """Opens a session for the candidate and returns it with the first question."""
-    return start_result_from_proto(await orchestrator.start_interview(body.candidate_name))
-
-
-@router.get(
-    "/{session_id}",
-    response_model=Session,
-    responses=problem_responses(404),
-    summary="Get an interview",
-)
-async def get_session(session_id: SessionId, orchestrator: OrchestratorDep) -> Session:
-    """The session with every turn so far and the overall score."""
-    return session_from_proto(await orchestrator.get_session(session_id))
-
-
-@router.get(
-    "/{session_id}/question",
-    response_model=Question,
+    "/{interview_id}/invite",
+    response_model=InvitedInterview,
     responses=problem_responses(404, 409),
-    summary="Get the current question",
+    summary="Re-issue the invite link",
 )
-async def get_current_question(session_id: SessionId, orchestrator: OrchestratorDep) -> Question:
-    """The question the session waits on; 409 once the interview is finished."""
-    return question_from_proto(await orchestrator.get_current_question(session_id))
+async def reissue_invite(
+    interview: OwnedInterviewDep, principal: WriterDep, admin: AdminClientDep, settings: SettingsDep, request: Request
+) -> InvitedInterview:
+    """A new link for an interview not started yet; the previous link stops working."""
+    invited = await admin.interviews("ReissueInvite", admin_pb2.InterviewRequest(interview_id=interview.interview_id))
+    return _invited(settings, request, invited)
 
 
 @router.post(
-    "/{session_id}/answers",
-    response_model=SubmitAnswerResult,
-    responses=problem_responses(404, 409, 429),
-    summary="Answer the current question",
+    "/{interview_id}/cancel", response_model=Interview, responses=problem_responses(404, 409), summary="Cancel an interview"
 )
-async def submit_answer(session_id: SessionId, body: SubmitAnswerBody, orchestrator: OrchestratorDep) -> SubmitAnswerResult:
-    """Stores and scores the answer and returns the score and the next question.
-
-    Safe to retry: resending the same ``idempotency_key`` returns the first result.
-    """
-    response = await orchestrator.submit_answer(session_id, body.item_id, body.answer, body.idempotency_key)
-    return submit_result_from_proto(response)
-
-
-@router.post(
-    "/{session_id}/finish",
-    response_model=Session,
-    responses=problem_responses(404, 409),
-    summary="Finish an interview",
-)
-async def finish_interview(session_id: SessionId, orchestrator: OrchestratorDep) -> Session:
-    """Ends the session; finishing twice returns the same session."""
-    return session_from_proto(await orchestrator.finish_interview(session_id))
+async def cancel_interview(interview: OwnedInterviewDep, principal: WriterDep, admin: AdminClientDep) -> Interview:
+    """The invite stops working and a session in progress ends; cancelling twice is harmless."""
+    cancelled = await admin.interviews("CancelInterview", admin_pb2.InterviewRequest(interview_id=interview.interview_id))
+    return interview_from_proto(cancelled)

@@ -1,13 +1,16 @@
-// The candidate page: start an interview, answer one question at a time, see each
+// The candidate page: open an invite, answer one question at a time, see each
 // score and why, and a summary at the end. Plain DOM, no build step, no outside
 // requests. Every value from the server is written with textContent, never as HTML.
 "use strict";
 
 (function () {
-  const API = "/api/v1/interviews";
-  // What survives a refresh: the session, and the turn on screen (its question, and
-  // once submitted the idempotency key until a response arrives, then the result).
+  const API = "/api/v1/sessions";
+  const INVITES = "/api/v1/invites";
+  // What survives a refresh: the session and the token the invite turned into, and
+  // the turn on screen (its question, and once submitted the idempotency key until a
+  // response arrives, then the result).
   const SESSION_KEY = "xli.session";
+  const TOKEN_KEY = "xli.token";
   const TURN_KEY = "xli.turn";
   // Options of the multiple-choice questions seen, so the summary can show the
   // chosen option's text: a session's turns only carry the answer (the index).
@@ -20,8 +23,8 @@
   const el = {
     error: $("error"), errorMessage: $("error-message"), errorReference: $("error-reference"), errorRetry: $("error-retry"),
     views: { loading: $("view-loading"), start: $("view-start"), question: $("view-question"), summary: $("view-summary") },
-    startForm: $("start-form"), startButton: $("start-button"), name: $("candidate-name"), nameError: $("candidate-name-error"),
-    startHeading: $("start-heading"),
+    startForm: $("start-form"), startButton: $("start-button"), startGreeting: $("start-greeting"),
+    startHeading: $("start-heading"), noInvite: $("no-invite"),
     finishEarly: $("finish-early"),
     progressFill: $("progress-fill"), questionHeading: $("question-heading"), skill: $("question-skill"), prompt: $("question-prompt"),
     sheet: $("sheet"), sheetCaption: $("sheet-caption"), sheetHead: $("sheet-head"), sheetBody: $("sheet-body"),
@@ -32,8 +35,10 @@
     evidenceBlock: $("result-evidence-block"), evidence: $("result-evidence"), signals: $("result-signals"),
     nextButton: $("next-button"),
     summaryHeading: $("summary-heading"), summaryOverall: $("summary-overall"), summaryTurns: $("summary-turns"),
-    restartButton: $("restart-button"),
   };
+  // The invite token from the link (#invite=...), read once and taken out of the
+  // address bar so it is not bookmarked or shared by accident.
+  let inviteToken = null;
 
   // ------------------------------------------------------------------ storage
 
@@ -75,6 +80,8 @@
 
   async function api(method, path, body) {
     const init = { method, headers: { Accept: "application/json" } };
+    const token = store.get(TOKEN_KEY);
+    if (token && path.startsWith(API)) init.headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -118,10 +125,20 @@
     el.errorRetry.onclick = null;
   }
 
-  function showStart(message) {
+  function forget() {
     store.remove(SESSION_KEY);
+    store.remove(TOKEN_KEY);
     store.remove(TURN_KEY);
     store.remove(OPTIONS_KEY);
+  }
+
+  // The landing view: with a usable invite, who it is for and a start button;
+  // without one, how to get one.
+  function showStart(message, preview) {
+    if (!preview) forget();
+    el.startForm.hidden = !preview;
+    el.noInvite.hidden = Boolean(preview);
+    el.startGreeting.textContent = preview ? `Hello ${preview.candidate_name}.` : "";
     el.startButton.disabled = false;
     show("start", el.startHeading);
     if (message) showError({ message });
@@ -368,7 +385,11 @@
 
   function showQuestion(question) {
     rememberOptions(question);
-    const turn = { sessionId: sessionId(), question };
+    // A draft typed before a reload or a lost connection is kept for its question.
+    const previous = store.get(TURN_KEY);
+    const draft = previous && previous.sessionId === sessionId() && previous.question &&
+      previous.question.item_id === question.item_id && !previous.result ? previous.answer : undefined;
+    const turn = { sessionId: sessionId(), question, answer: draft };
     store.set(TURN_KEY, turn);
     clearError();
     renderTurn(turn);
@@ -376,8 +397,8 @@
   }
 
   async function handleLoadError(err, retry) {
-    if (err instanceof ApiError && err.status === 404) {
-      showStart("Your previous interview could not be found. You can start a new one.");
+    if (err instanceof ApiError && (err.status === 404 || err.status === 401)) {
+      showStart("Your interview could not be found or your access has expired. Please use your invite link again.");
     } else if (err instanceof ApiError && err.status === 409) {
       await finish();
     } else {
@@ -397,7 +418,7 @@
     try {
       renderSummary(await api("POST", `${sessionPath(sessionId())}/finish`));
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) showStart("Your interview could not be found.");
+      if (err instanceof ApiError && (err.status === 404 || err.status === 401)) showStart("Your interview could not be found.");
       else showError(err, finish);
     }
   }
@@ -440,8 +461,8 @@
         // edit it and submit again under a new key.
         const unlocked = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer };
         store.set(TURN_KEY, unlocked);
-        if (err instanceof ApiError && err.status === 404) {
-          showStart("Your interview could not be found. You can start a new one.");
+        if (err instanceof ApiError && (err.status === 404 || err.status === 401)) {
+          showStart("Your interview could not be found or your access has expired.");
           return;
         }
         if (err instanceof ApiError && err.status === 409) {
@@ -493,20 +514,14 @@
 
   async function onStart(event) {
     event.preventDefault();
-    const name = el.name.value.trim();
-    if (!name) {
-      el.nameError.textContent = "Please enter your name.";
-      el.nameError.hidden = false;
-      el.name.setAttribute("aria-invalid", "true");
-      el.name.focus();
-      return;
-    }
-    el.nameError.hidden = true;
-    el.name.removeAttribute("aria-invalid");
+    if (!inviteToken) return;
     clearError();
     el.startButton.disabled = true;
     try {
-      const started = await api("POST", API, { candidate_name: name });
+      const started = await api("POST", `${INVITES}/accept`, { invite_token: inviteToken });
+      forget();
+      inviteToken = null;
+      store.set(TOKEN_KEY, started.access_token);
       store.set(SESSION_KEY, started.session.session_id);
       if (started.question) showQuestion(started.question);
       else await finish();
@@ -517,15 +532,34 @@
     }
   }
 
+  // Reads #invite=<token> from the address and looks the invite up without using it.
+  async function openInvite() {
+    const match = /(?:^#|&)invite=([A-Za-z0-9_-]+)/.exec(window.location.hash);
+    if (!match) return false;
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    try {
+      const preview = await api("POST", `${INVITES}/preview`, { invite_token: match[1] });
+      inviteToken = match[1];
+      showStart(null, preview);
+    } catch (err) {
+      // A used link opened again on the same device: carry on with that interview.
+      if (err instanceof ApiError && err.status === 409 && sessionId()) return false;
+      showStart(err instanceof ApiError ? err.message : null);
+      if (!(err instanceof ApiError)) showError(err, () => window.location.reload());
+    }
+    return true;
+  }
+
   async function onFinishEarly() {
     if (!window.confirm("End the interview now? Unanswered questions will not be scored.")) return;
     await finish();
   }
 
   async function resume() {
+    if (await openInvite()) return;
     const id = sessionId();
-    if (!id) {
-      show("start", null);
+    if (!id || !store.get(TOKEN_KEY)) {
+      showStart();
       return;
     }
     const turn = store.get(TURN_KEY);
@@ -540,11 +574,13 @@
 
   el.startForm.addEventListener("submit", onStart);
   el.answerForm.addEventListener("submit", onSubmitAnswer);
+  // Every keystroke is kept locally, so typing survives a reload or a dropped network.
+  el.answerForm.addEventListener("input", () => {
+    const turn = store.get(TURN_KEY);
+    if (!turn || turn.key || turn.result) return;
+    store.set(TURN_KEY, { ...turn, answer: readAnswer(turn.question) });
+  });
   el.nextButton.addEventListener("click", onNext);
   el.finishEarly.addEventListener("click", onFinishEarly);
-  el.restartButton.addEventListener("click", () => {
-    showStart();
-    el.name.value = "";
-  });
   resume();
 })();

@@ -32,3 +32,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def client(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def admin_headers(client: httpx.Client) -> dict[str, str]:
+    """The development admin (``make up`` prints these credentials), signed in."""
+    from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
+
+    response = client.post("/api/v1/auth/login", json={"email": DEV_ADMIN_EMAIL, "password": DEV_ADMIN_PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"authorization": f"Bearer {response.json()['access_token']}"}
+

@@ -1,6 +1,8 @@
-"""The candidate page in a real browser (Debian's chromium via Playwright) on the real stack.
+"""The candidate page and the hiring dashboard in a real browser (Debian's chromium via
+Playwright) on the real stack, with an axe-core accessibility check on every screen.
 
-Keyboard only: every step is a key press, as a candidate who cannot use a mouse would do it.
+The candidate's interview is keyboard only: every step is a key press, as a candidate who
+cannot use a mouse would do it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from e2e_helpers import accept_invite, create_invite
+from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 from stack.runner import Stack
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +44,27 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def axe_source() -> str:
+    """axe-core as bundled in the axe-playwright-python wheel (no npm registry)."""
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+
+
+def assert_accessible(page: Page, what: str) -> None:
+    """Runs axe-core in the page (WCAG 2.0-2.2 A and AA rules); fails on any serious or
+    critical violation. ``page.evaluate`` runs outside the page's CSP, so the strict
+    policy stays on."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source())
+    result = page.evaluate(
+        """() => axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})
+             .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))})))"""
+    )
+    serious = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert serious == [], f"{what}: {serious}"
+
+
 def tab_until(page: Page, selector: str, limit: int = 20) -> None:
     """Presses Tab until the focused element matches ``selector``."""
     for _ in range(limit):
@@ -64,19 +90,36 @@ def answer_current_question(page: Page) -> None:
     expect(page.locator("#result-signals")).not_to_be_empty()
 
 
-def test_keyboard_only_interview_with_a_reload(stack: Stack, browser: Browser) -> None:
+def test_keyboard_only_interview_with_a_reload(
+    stack: Stack, browser: Browser, client: httpx.Client, admin_headers: dict[str, str]
+) -> None:
+    invite_url = create_invite(client, admin_headers, "Grace Hopper")["invite_url"]
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(stack.gateway_url + "/")
+    page.goto(invite_url)
 
-    tab_until(page, "#candidate-name")
-    page.keyboard.type("Grace Hopper")
+    # The landing page greets the candidate and says what to expect; the token leaves the address bar.
+    expect(page.locator("#start-greeting")).to_have_text("Hello Grace Hopper.")
+    assert "invite" not in page.url
+    assert_accessible(page, "invite landing")
+    tab_until(page, "#start-button")
     page.keyboard.press("Enter")
     expect(page.locator("#question-heading")).to_contain_text("Question 1 of")
     total = int(page.locator("#question-heading").inner_text().rsplit(" ", 1)[-1])
+    assert_accessible(page, "first question")
+
+    # A draft survives a reload before it is submitted.
+    if page.locator("#answer-input").count():
+        tab_until(page, "#answer-input")
+        page.keyboard.type("=SUM(")
+        page.reload()
+        expect(page.locator("#answer-input")).to_have_value("=SUM(")
+        page.locator("#answer-input").fill("")
+        page.locator("#question-heading").focus()
 
     answer_current_question(page)
+    assert_accessible(page, "feedback")
     first_feedback = page.locator("#result-feedback").inner_text()
 
     # A refresh resumes exactly where the candidate was: the scored first answer.
@@ -95,4 +138,60 @@ def test_keyboard_only_interview_with_a_reload(stack: Stack, browser: Browser) -
     page.keyboard.press("Enter")
     expect(page.locator("#summary-heading")).to_be_visible(timeout=10_000)
     expect(page.locator("#summary-turns li")).to_have_count(total)
+    assert_accessible(page, "summary")
+
+    # The used invite cannot start a second interview, even in a fresh browser context.
+    other = browser.new_page()
+    other.goto(invite_url)
+    expect(other.locator("#error-message")).to_contain_text("already been used")
+    other.close()
+    assert errors == []
+
+
+def test_dashboard_creates_an_invite_and_shows_the_report(stack: Stack, browser: Browser, client: httpx.Client) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(stack.gateway_url + "/dashboard")
+    assert_accessible(page, "sign-in")
+    page.locator("#login-email").fill(DEV_ADMIN_EMAIL)
+    page.locator("#login-password").fill(DEV_ADMIN_PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#main-heading")).to_be_visible()
+
+    page.locator("#create-name").fill("Katherine Johnson")
+    page.locator("#create-email").fill("kj@example.com")
+    page.locator("#create-button").click()
+    expect(page.locator("#invite-heading")).to_be_focused()
+    invite_url = page.locator("#invite-url").input_value()
+    assert "#invite=" in invite_url
+    expect(page.locator("#interview-rows")).to_contain_text("Katherine Johnson")
+    assert_accessible(page, "dashboard")
+
+    # The candidate answers through the API here; the keyboard test covers the page.
+    started, candidate = accept_invite(client, invite_url)
+    question, answers = started["question"], []
+    while question:
+        text = "0" if question["kind"] == "QUESTION_KIND_MULTIPLE_CHOICE" else "=1+1"
+        reply = client.post(
+            f"/api/v1/sessions/{started['session']['session_id']}/answers",
+            json={"item_id": question["item_id"], "answer": text, "idempotency_key": question["item_id"]},
+            headers=candidate,
+        ).json()
+        answers.append(text)
+        question = reply["next_question"]
+
+    page.reload()
+    row = page.locator("#interview-rows tr", has_text="Katherine Johnson")
+    expect(row).to_contain_text("Finished")
+    row.get_by_role("link").click()
+    expect(page.locator("#report-heading")).to_have_text("Report: Katherine Johnson")
+    expect(page.locator("#answers > li")).to_have_count(len(answers))
+    expect(page.locator("#answers")).to_contain_text("Scored by:")
+    expect(page.locator("#skills-rows tr").first).to_be_visible()
+    expect(page.locator("#skills-chart .main-svg").first).to_be_attached()
+    assert_accessible(page, "report")
+    # The printable version drops the page chrome.
+    page.emulate_media(media="print")
+    expect(page.locator(".site-header")).to_be_hidden()
     assert errors == []

@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.orchestrator import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeOrchestrator, FakeServer
-from xlinterview.v1 import orchestrator_pb2_grpc
+from xlinterview.v1 import admin_pb2_grpc, orchestrator_pb2_grpc
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,8 @@ async def fake_server() -> AsyncIterator[FakeServer]:
     servicer = FakeOrchestrator()
     server = create_server()
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_IdentityServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_InterviewsServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -63,6 +65,7 @@ def make_client() -> ClientFactory:
 
 @pytest.fixture
 async def client(orchestrator: FakeServer, make_client: ClientFactory) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the app wired to the fake orchestrator."""
+    """A client of the app wired to the fake orchestrator, without credentials."""
     async with make_client(orchestrator.address) as c:
         yield c
+

@@ -12,11 +12,13 @@ import asyncio
 import socket
 from typing import Any
 
+import httpx
+
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
 
-from xlinterview.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
+from xlinterview.v1 import admin_pb2, admin_pb2_grpc, common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
 def _sheet() -> common_pb2.SampleSheet:
@@ -65,8 +67,19 @@ QUESTIONS = [
 ]
 
 
-class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServicer):
-    """An in-memory orchestrator with knobs to fail, stall, and record calls.
+STAFF = {
+    # email: (user_id, role, password)
+    "admin@example.com": ("00000000-0000-0000-0000-00000000000a", admin_pb2.ROLE_ADMIN, "admin-password-1"),
+    "iv@example.com": ("00000000-0000-0000-0000-00000000000b", admin_pb2.ROLE_INTERVIEWER, "interviewer-pass-1"),
+    "iv2@example.com": ("00000000-0000-0000-0000-00000000000c", admin_pb2.ROLE_INTERVIEWER, "interviewer-pass-2"),
+    "an@example.com": ("00000000-0000-0000-0000-00000000000d", admin_pb2.ROLE_ANALYST, "analyst-password-1"),
+}
+
+
+class FakeOrchestrator(
+    orchestrator_pb2_grpc.OrchestratorServicer, admin_pb2_grpc.IdentityServicer, admin_pb2_grpc.InterviewsServicer
+):
+    """An in-memory orchestrator (with the staff services) with knobs to fail, stall, and record calls.
 
     Attributes:
         fail: When set, every call aborts with this (code, message).
@@ -86,6 +99,22 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServicer):
         self.sessions: dict[str, orchestrator_pb2.Session] = {}
         self.positions: dict[str, int] = {}
         self.by_key: dict[str, orchestrator_pb2.SubmitAnswerResponse] = {}
+        self.users = {
+            uid: admin_pb2.User(user_id=uid, email=email, role=role) for email, (uid, role, _) in STAFF.items()
+        }
+        self.api_keys: dict[str, admin_pb2.ApiKey] = {}
+        self.interviews: dict[str, admin_pb2.Interview] = {}
+        self.invites: dict[str, str] = {}
+
+    def invite(self, name: str = "Ada Lovelace", owner: str = STAFF["iv@example.com"][0]) -> str:
+        """Creates an interview directly in the fake; returns its invite token."""
+        interview_id = f"00000000-0000-0000-0000-{len(self.interviews) + 1:012d}"
+        self.interviews[interview_id] = admin_pb2.Interview(
+            interview_id=interview_id, candidate_name=name, owner_user_id=owner, status=admin_pb2.INTERVIEW_STATUS_INVITED
+        )
+        token = f"tok-{interview_id[-4:]}"
+        self.invites[token] = interview_id
+        return token
 
     async def _enter(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -190,6 +219,138 @@ class FakeOrchestrator(orchestrator_pb2_grpc.OrchestratorServicer):
         return session
 
 
+    # -- Identity ---------------------------------------------------------------------
+
+    async def Authenticate(self, request, context):  # noqa: N802
+        await self._enter("Authenticate", request, context)
+        entry = STAFF.get(request.email.lower())
+        if entry is None or entry[2] != request.password:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
+        return self.users[entry[0]]
+
+    async def GetUser(self, request, context):  # noqa: N802
+        await self._enter("GetUser", request, context)
+        if request.user_id not in self.users:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no user {request.user_id}")
+        return self.users[request.user_id]
+
+    async def CreateUser(self, request, context):  # noqa: N802
+        await self._enter("CreateUser", request, context)
+        user = admin_pb2.User(user_id=f"u{len(self.users)}", email=request.email, role=request.role)
+        self.users[user.user_id] = user
+        return user
+
+    async def ListUsers(self, request, context):  # noqa: N802
+        await self._enter("ListUsers", request, context)
+        return admin_pb2.ListUsersResponse(users=list(self.users.values()))
+
+    async def CreateApiKey(self, request, context):  # noqa: N802
+        await self._enter("CreateApiKey", request, context)
+        key = admin_pb2.ApiKey(
+            key_id=f"{len(self.api_keys) + 1:04x}", name=request.name, role=request.role, owner_user_id=request.owner_user_id
+        )
+        return self._issue(key)
+
+    def _issue(self, key: admin_pb2.ApiKey) -> admin_pb2.IssuedApiKey:
+        for secret, known in list(self.api_keys.items()):
+            if known.key_id == key.key_id:
+                del self.api_keys[secret]
+        secret = f"xli_{key.key_id}_{len(self.calls)}"
+        self.api_keys[secret] = key
+        return admin_pb2.IssuedApiKey(key=key, secret=secret)
+
+    async def RotateApiKey(self, request, context):  # noqa: N802
+        await self._enter("RotateApiKey", request, context)
+        key = next((k for k in self.api_keys.values() if k.key_id == request.key_id), None)
+        if key is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no API key {request.key_id!r}")
+        return self._issue(key)
+
+    async def RevokeApiKey(self, request, context):  # noqa: N802
+        await self._enter("RevokeApiKey", request, context)
+        for secret, key in list(self.api_keys.items()):
+            if key.key_id == request.key_id:
+                del self.api_keys[secret]
+                key.revoked = True
+                return key
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"no API key {request.key_id!r}")
+
+    async def ListApiKeys(self, request, context):  # noqa: N802
+        await self._enter("ListApiKeys", request, context)
+        return admin_pb2.ListApiKeysResponse(keys=list(self.api_keys.values()))
+
+    async def VerifyApiKey(self, request, context):  # noqa: N802
+        await self._enter("VerifyApiKey", request, context)
+        if request.secret not in self.api_keys:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown or revoked API key")
+        return self.api_keys[request.secret]
+
+    # -- Interviews -------------------------------------------------------------------
+
+    async def CreateInterview(self, request, context):  # noqa: N802
+        await self._enter("CreateInterview", request, context)
+        token = self.invite(request.candidate_name, request.owner_user_id)
+        return admin_pb2.InvitedInterview(interview=self.interviews[self.invites[token]], invite_token=token)
+
+    async def _interview(self, interview_id: str, context) -> admin_pb2.Interview:  # type: ignore[no-untyped-def]
+        if interview_id not in self.interviews:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no interview {interview_id}")
+        return self.interviews[interview_id]
+
+    async def GetInterview(self, request, context):  # noqa: N802
+        await self._enter("GetInterview", request, context)
+        return await self._interview(request.interview_id, context)
+
+    async def ListInterviews(self, request, context):  # noqa: N802
+        await self._enter("ListInterviews", request, context)
+        found = [i for i in self.interviews.values() if not request.owner_user_id or i.owner_user_id == request.owner_user_id]
+        return admin_pb2.ListInterviewsResponse(interviews=found)
+
+    async def ReissueInvite(self, request, context):  # noqa: N802
+        await self._enter("ReissueInvite", request, context)
+        interview = await self._interview(request.interview_id, context)
+        self.invites = {t: i for t, i in self.invites.items() if i != interview.interview_id}
+        token = f"tok2-{interview.interview_id[-4:]}"
+        self.invites[token] = interview.interview_id
+        return admin_pb2.InvitedInterview(interview=interview, invite_token=token)
+
+    async def CancelInterview(self, request, context):  # noqa: N802
+        await self._enter("CancelInterview", request, context)
+        interview = await self._interview(request.interview_id, context)
+        interview.status = admin_pb2.INTERVIEW_STATUS_CANCELLED
+        return interview
+
+    async def _invited(self, token: str, context) -> admin_pb2.Interview:  # type: ignore[no-untyped-def]
+        if token not in self.invites:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "this invite link is not valid")
+        interview = self.interviews[self.invites[token]]
+        if interview.session_id:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this invite link has already been used")
+        return interview
+
+    async def PreviewInvite(self, request, context):  # noqa: N802
+        await self._enter("PreviewInvite", request, context)
+        return await self._invited(request.invite_token, context)
+
+    async def AcceptInvite(self, request, context):  # noqa: N802
+        interview = await self._invited(request.invite_token, context)
+        started = await self.StartInterview(
+            orchestrator_pb2.StartInterviewRequest(candidate_name=interview.candidate_name), context
+        )
+        interview.session_id = started.session.session_id
+        interview.status = admin_pb2.INTERVIEW_STATUS_IN_PROGRESS
+        return admin_pb2.AcceptInviteResponse(interview=interview, started=started)
+
+    async def ListBankItems(self, request, context):  # noqa: N802
+        await self._enter("ListBankItems", request, context)
+        return admin_pb2.ListBankItemsResponse(
+            items=[
+                admin_pb2.BankItem(item_id=q.item_id, version=q.item_version, skill_area=q.skill_area, prompt=q.prompt)
+                for q in QUESTIONS
+            ]
+        )
+
+
 class FakeServer:
     """The running fake: its servicer, address and health servicer."""
 
@@ -204,3 +365,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def start_as_candidate(client: httpx.AsyncClient, orchestrator: FakeServer, name: str = "Ada Lovelace") -> dict:
+    """Accepts a fresh invite through the API and makes ``client`` send the candidate token.
+
+    Returns:
+        The accept response: ``session``, ``question`` and ``access_token``.
+    """
+    token = orchestrator.servicer.invite(name)
+    response = await client.post("/api/v1/invites/accept", json={"invite_token": token})
+    assert response.status_code == 200, response.text
+    started: dict = response.json()
+    client.headers["authorization"] = f"Bearer {started['access_token']}"
+    return started
+
+
+async def sign_in(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    """Signs in a staff member of the fake; returns the Authorization header to send."""
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": STAFF[email][2]})
+    assert response.status_code == 200, response.text
+    return {"authorization": f"Bearer {response.json()['access_token']}"}

@@ -10,9 +10,10 @@ import grpc
 import httpx
 import pytest
 
-from gateway_fakes import FakeServer, free_port
+from gateway_fakes import FakeServer, free_port, start_as_candidate
 
-API = "/api/v1/interviews"
+API = "/api/v1/sessions"
+ACCEPT = "/api/v1/invites/accept"
 PROBLEM = "application/problem+json"
 SECRET = "Traceback (most recent call last): db password=hunter2 at 10.1.2.3"
 
@@ -27,6 +28,13 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     assert problem["detail"]
     assert problem["request_id"] == response.headers["x-request-id"]
     return problem
+
+
+def as_candidate_of(client: httpx.AsyncClient, session_id: str = "s1") -> None:
+    """Makes ``client`` send a valid candidate token for ``session_id``, minted by the app
+    itself, for tests where the orchestrator cannot start a session."""
+    token = client.app.state.tokens.candidate_token("i1", session_id)  # type: ignore[attr-defined]
+    client.headers["authorization"] = f"Bearer {token}"
 
 
 @pytest.mark.parametrize(
@@ -50,10 +58,12 @@ async def test_grpc_status_maps_to_http_problem(
     client: httpx.AsyncClient, orchestrator: FakeServer, code: grpc.StatusCode, status: int, shows_message: bool
 ) -> None:
     message = f"orchestrator says {code.name}" if shows_message else SECRET
+    token = orchestrator.servicer.invite()
     orchestrator.servicer.fail = (code, message)
+    as_candidate_of(client)
     for response in (
         await client.get(f"{API}/s1"),
-        await client.post(API, json={"candidate_name": "Ada"}),
+        await client.post(ACCEPT, json={"invite_token": token}),
         await client.post(f"{API}/s1/answers", json={"item_id": "i", "answer": "a", "idempotency_key": "k"}),
     ):
         problem = assert_problem(response, status)
@@ -70,13 +80,14 @@ async def test_unhandled_orchestrator_exception_is_502_without_details(
     client: httpx.AsyncClient, orchestrator: FakeServer
 ) -> None:
     orchestrator.servicer.crash = RuntimeError(SECRET)
+    as_candidate_of(client)
     response = await client.get(f"{API}/s1")
     assert_problem(response, 502)
     assert "hunter2" not in response.text
 
 
 async def test_malformed_json_is_400_problem(client: httpx.AsyncClient, orchestrator: FakeServer) -> None:
-    response = await client.post(API, content=b'{"candidate_name": ', headers={"content-type": "application/json"})
+    response = await client.post(ACCEPT, content=b'{"invite_token": ', headers={"content-type": "application/json"})
     problem = assert_problem(response, 400)
     assert problem["type"].endswith(":malformed-json")
     assert orchestrator.servicer.calls == []
@@ -85,10 +96,11 @@ async def test_malformed_json_is_400_problem(client: httpx.AsyncClient, orchestr
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        (API, {"candidate_name": 5}),
-        (API, {"candidate_name": "   "}),
-        (API, {}),
-        (API, ["not", "an", "object"]),
+        (ACCEPT, {"invite_token": 5}),
+        (ACCEPT, {"invite_token": ""}),
+        (ACCEPT, {"invite_token": "x" * 101}),
+        (ACCEPT, {}),
+        (ACCEPT, ["not", "an", "object"]),
         (f"{API}/s1/answers", {"item_id": "i", "answer": "a"}),
         (f"{API}/s1/answers", {"item_id": "", "answer": "a", "idempotency_key": "k"}),
         (f"{API}/s1/answers", {"item_id": "i", "answer": ["a"], "idempotency_key": "k"}),
@@ -97,6 +109,7 @@ async def test_malformed_json_is_400_problem(client: httpx.AsyncClient, orchestr
 async def test_schema_violations_are_422_problems(
     client: httpx.AsyncClient, orchestrator: FakeServer, path: str, body: object
 ) -> None:
+    as_candidate_of(client)
     response = await client.post(path, json=body)
     problem = assert_problem(response, 422)
     assert problem["type"].endswith(":validation-error")
@@ -106,7 +119,7 @@ async def test_schema_violations_are_422_problems(
 
 async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/api/v1/nothing-here"), 404)
-    wrong = await client.delete(API)
+    wrong = await client.delete(ACCEPT)
     assert_problem(wrong, 405)
     assert "POST" in wrong.headers["allow"]
 
@@ -114,6 +127,7 @@ async def test_unknown_route_and_wrong_method_are_problems(client: httpx.AsyncCl
 async def test_body_over_the_limit_is_413(client: httpx.AsyncClient, orchestrator: FakeServer) -> None:
     limit = client.app.state.settings.max_body_bytes  # type: ignore[attr-defined]
     big = {"item_id": "i", "answer": "x" * limit, "idempotency_key": "k"}
+    as_candidate_of(client)
     response = await client.post(f"{API}/s1/answers", json=big)
     problem = assert_problem(response, 413)
     assert str(limit) in problem["detail"]
@@ -122,11 +136,14 @@ async def test_body_over_the_limit_is_413(client: httpx.AsyncClient, orchestrato
 
 async def test_body_at_the_limit_passes(orchestrator: FakeServer, make_client) -> None:
     async with make_client(orchestrator.address, max_body_bytes=200) as client:
-        body = b'{"candidate_name": "' + b"a" * (200 - 22) + b'"}'
+        session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
+        head = b'{"item_id": "sum-east", "idempotency_key": "k", "answer": "=11'
+        body = head + b"+1" * ((200 - len(head) - 2) // 2) + b'"}'
         assert len(body) == 200
-        ok = await client.post(API, content=body, headers={"content-type": "application/json"})
-        assert ok.status_code == 201, ok.text
-        too_big = await client.post(API, content=body + b" ", headers={"content-type": "application/json"})
+        answers = f"{API}/{session_id}/answers"
+        ok = await client.post(answers, content=body, headers={"content-type": "application/json"})
+        assert ok.status_code == 200, ok.text
+        too_big = await client.post(answers, content=body + b" ", headers={"content-type": "application/json"})
         assert_problem(too_big, 413)
 
 
@@ -148,7 +165,7 @@ async def test_orchestrator_down_is_503_quickly(make_client) -> None:
     async with make_client(f"127.0.0.1:{free_port()}", grpc_deadline_s=deadline) as client:
         for _ in range(2):  # the second call meets the channel in reconnect backoff
             started = time.perf_counter()
-            response = await client.post(API, json={"candidate_name": "Ada"})
+            response = await client.post(ACCEPT, json={"invite_token": "tok-0001"})
             elapsed = time.perf_counter() - started
             problem = assert_problem(response, 503)
             assert "cannot be reached" in problem["detail"]
@@ -178,6 +195,7 @@ async def test_orchestrator_that_never_answers_the_handshake_is_503_at_the_deadl
 ) -> None:
     deadline = 0.5
     async with make_client(blackhole, grpc_deadline_s=deadline) as client:
+        as_candidate_of(client)
         started = time.perf_counter()
         response = await client.get(f"{API}/s1")
         elapsed = time.perf_counter() - started
@@ -191,6 +209,7 @@ async def test_slow_orchestrator_is_504_at_the_deadline(orchestrator: FakeServer
     async with make_client(orchestrator.address, grpc_deadline_s=deadline) as client:
         assert (await client.get("/readyz")).status_code == 200  # connect first
         orchestrator.servicer.delay = 2.0
+        as_candidate_of(client)
         started = time.perf_counter()
         response = await client.get(f"{API}/s1")
         elapsed = time.perf_counter() - started

@@ -17,7 +17,7 @@ from gateway.app import create_app
 from gateway.orchestrator import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
 
-API = "/api/v1/interviews"
+API = "/api/v1/invites/accept"
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ async def served(orchestrator: FakeServer) -> AsyncIterator[str]:
 
 async def _chunks(total: int, size: int = 4096) -> AsyncIterator[bytes]:
     sent = 0
-    head = b'{"candidate_name": "'
+    head = b'{"invite_token": "'
     yield head
     sent += len(head)
     while sent < total - 2:
@@ -63,13 +63,15 @@ async def test_chunked_body_over_the_limit_is_413(served: str, orchestrator: Fak
 
 
 async def test_chunked_body_under_the_limit_reaches_the_route(served: str, orchestrator: FakeServer) -> None:
+    token = orchestrator.servicer.invite("Grace Hopper").encode()
+
     async def small() -> AsyncIterator[bytes]:
-        for part in (b'{"candidate_', b'name": "Grace', b' Hopper"}'):
+        for part in (b'{"invite_', b'token": "', token, b'"}'):
             yield part
 
     async with httpx.AsyncClient(base_url=served) as client:
         response = await client.post(API, content=small(), headers={"content-type": "application/json"})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     assert response.json()["session"]["candidate_name"] == "Grace Hopper"
 
 
@@ -103,13 +105,16 @@ async def test_candidate_page_and_assets_are_served_locally(client: httpx.AsyncC
 
 async def test_page_has_the_screens_and_accessibility_hooks(client: httpx.AsyncClient) -> None:
     html = (await client.get("/")).text
-    assert '<label for="candidate-name">Your name</label>' in html
+    assert "open the invite link" in html
     assert "Start interview" in html
     assert 'aria-live="polite"' in html
     assert 'id="question-heading" tabindex="-1"' in html
     js = (await client.get("/static/app.js")).text
     # The page's contract with the API and with a refresh.
-    for needle in ("/api/v1/interviews", "idempotency_key", "randomUUID", "localStorage", "Scored by", "of ${total}"):
+    for needle in (
+        "/api/v1/sessions", "/api/v1/invites", "#invite=", "Authorization", "idempotency_key", "randomUUID",
+        "localStorage", "Scored by", "of ${total}",
+    ):
         assert needle in js, needle
 
 
@@ -118,18 +123,28 @@ async def test_openapi_and_local_swagger_ui(client: httpx.AsyncClient) -> None:
     assert schema["openapi"].startswith("3.")
     paths = schema["paths"]
     assert set(paths) >= {
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
         "/api/v1/interviews",
-        "/api/v1/interviews/{session_id}",
-        "/api/v1/interviews/{session_id}/question",
-        "/api/v1/interviews/{session_id}/answers",
-        "/api/v1/interviews/{session_id}/finish",
+        "/api/v1/interviews/{interview_id}",
+        "/api/v1/interviews/{interview_id}/invite",
+        "/api/v1/interviews/{interview_id}/cancel",
+        "/api/v1/interviews/{interview_id}/report",
+        "/api/v1/invites/preview",
+        "/api/v1/invites/accept",
+        "/api/v1/sessions/{session_id}",
+        "/api/v1/sessions/{session_id}/question",
+        "/api/v1/sessions/{session_id}/answers",
+        "/api/v1/sessions/{session_id}/finish",
+        "/api/v1/api-keys",
+        "/api/v1/bank/items",
         "/healthz",
         "/readyz",
     }
     created = paths["/api/v1/interviews"]["post"]["responses"]
-    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/StartInterviewResult")
+    assert created["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/InvitedInterview")
     assert created["503"]["content"]["application/problem+json"]["schema"]["$ref"] == "#/components/schemas/Problem"
-    assert {"Problem", "Question", "Score", "Session", "SubmitAnswerResult"} <= set(schema["components"]["schemas"])
+    assert {"Problem", "Question", "Score", "Session", "SubmitAnswerResult", "Report"} <= set(schema["components"]["schemas"])
 
     docs = await client.get("/docs")
     assert docs.status_code == 200

@@ -6,21 +6,15 @@ import re
 
 import httpx
 
-from gateway_fakes import FakeServer
+from gateway_fakes import FakeServer, start_as_candidate
 
-API = "/api/v1/interviews"
-
-
-async def _start(client: httpx.AsyncClient, name: str = "Ada Lovelace") -> dict:
-    response = await client.post(API, json={"candidate_name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
+API = "/api/v1/sessions"
 
 
 async def test_full_interview_maps_every_field(client: httpx.AsyncClient, orchestrator: FakeServer) -> None:
-    started = await _start(client, "  Ada Lovelace  ")
+    started = await start_as_candidate(client, orchestrator, "Ada Lovelace")
     session = started["session"]
-    assert session["candidate_name"] == "Ada Lovelace"  # surrounding blanks are trimmed
+    assert session["candidate_name"] == "Ada Lovelace"
     assert session["status"] == "SESSION_STATUS_IN_PROGRESS"
     assert session["turns"] == []
     assert session["started_at"].startswith("2023-11-14T22:13:20")
@@ -95,7 +89,7 @@ async def test_full_interview_maps_every_field(client: httpx.AsyncClient, orches
 
 
 async def test_requests_reach_the_orchestrator_as_sent(client: httpx.AsyncClient, orchestrator: FakeServer) -> None:
-    session_id = (await _start(client))["session"]["session_id"]
+    session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
     await client.post(
         f"{API}/{session_id}/answers",
         json={"item_id": "sum-east", "answer": "=SUM(B2:B3)", "idempotency_key": "key-xyz"},
@@ -110,8 +104,10 @@ async def test_requests_reach_the_orchestrator_as_sent(client: httpx.AsyncClient
     )
 
 
-async def test_resending_an_idempotency_key_returns_the_first_result(client: httpx.AsyncClient) -> None:
-    session_id = (await _start(client))["session"]["session_id"]
+async def test_resending_an_idempotency_key_returns_the_first_result(
+    client: httpx.AsyncClient, orchestrator: FakeServer
+) -> None:
+    session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
     body = {"item_id": "sum-east", "answer": "=1", "idempotency_key": "same-key"}
     first = await client.post(f"{API}/{session_id}/answers", json=body)
     again = await client.post(f"{API}/{session_id}/answers", json=body)
@@ -121,8 +117,10 @@ async def test_resending_an_idempotency_key_returns_the_first_result(client: htt
     assert len(session["turns"]) == 1
 
 
-async def test_answer_to_a_question_that_is_not_current_is_409(client: httpx.AsyncClient) -> None:
-    session_id = (await _start(client))["session"]["session_id"]
+async def test_answer_to_a_question_that_is_not_current_is_409(
+    client: httpx.AsyncClient, orchestrator: FakeServer
+) -> None:
+    session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
     response = await client.post(
         f"{API}/{session_id}/answers",
         json={"item_id": "lookup-choice", "answer": "1", "idempotency_key": "k"},
@@ -131,25 +129,37 @@ async def test_answer_to_a_question_that_is_not_current_is_409(client: httpx.Asy
     assert response.json()["detail"] == "lookup-choice is not the current question"
 
 
-async def test_unknown_session_is_404_problem(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"{API}/nope")
-    assert response.status_code == 404
-    assert response.headers["content-type"] == "application/problem+json"
-    problem = response.json()
-    assert problem["status"] == 404
-    assert problem["detail"] == "session nope does not exist"
-    assert problem["instance"] == f"{API}/nope"
+async def test_another_session_is_404_problem_and_never_asked_for(
+    client: httpx.AsyncClient, orchestrator: FakeServer
+) -> None:
+    mine = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
+    theirs = (await start_as_candidate(client, orchestrator, "Someone Else"))["session"]["session_id"]
+    # The client now holds the second candidate's token; the first session is not theirs.
+    calls = len(orchestrator.servicer.calls)
+    for path in (f"{API}/{mine}", f"{API}/{mine}/question", f"{API}/nope"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == 404
+        assert problem["instance"] == path
+    answer = await client.post(f"{API}/{mine}/answers", json={"item_id": "sum-east", "answer": "=1", "idempotency_key": "k"})
+    assert answer.status_code == 404
+    assert len(orchestrator.servicer.calls) == calls
+    assert (await client.get(f"{API}/{theirs}")).status_code == 200
 
 
 async def test_request_id_is_echoed_and_sent_as_grpc_metadata(
     client: httpx.AsyncClient, orchestrator: FakeServer
 ) -> None:
-    response = await client.post(API, json={"candidate_name": "Ada"}, headers={"x-request-id": "req-42.a:b"})
+    session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
+    response = await client.get(f"{API}/{session_id}", headers={"x-request-id": "req-42.a:b"})
     assert response.headers["x-request-id"] == "req-42.a:b"
     _, _, metadata, _ = orchestrator.servicer.calls[-1]
     assert metadata["x-request-id"] == "req-42.a:b"
 
-    generated = await client.get(f"{API}/nope")
+    orchestrator.servicer.sessions.clear()
+    generated = await client.get(f"{API}/{session_id}")
     request_id = generated.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
     assert generated.json()["request_id"] == request_id
@@ -158,7 +168,7 @@ async def test_request_id_is_echoed_and_sent_as_grpc_metadata(
 
 async def test_unsafe_request_ids_are_replaced(client: httpx.AsyncClient, orchestrator: FakeServer) -> None:
     for unsafe in ("has spaces", "x" * 200, "line\tbreak"):
-        response = await client.get(f"{API}/nope", headers={"x-request-id": unsafe})
+        response = await client.get("/api/v1/nope", headers={"x-request-id": unsafe})
         assert response.headers["x-request-id"] != unsafe
         assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
 
@@ -167,7 +177,7 @@ async def test_every_orchestrator_call_carries_the_deadline(
     orchestrator: FakeServer, make_client
 ) -> None:
     async with make_client(orchestrator.address, grpc_deadline_s=3.0) as client:
-        session_id = (await _start(client))["session"]["session_id"]
+        session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
         await client.get(f"{API}/{session_id}")
         await client.get(f"{API}/{session_id}/question")
         await client.post(f"{API}/{session_id}/answers", json={"item_id": "sum-east", "answer": "=1", "idempotency_key": "k"})

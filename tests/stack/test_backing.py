@@ -215,6 +215,34 @@ def test_triton_scores_follow_documented_behaviour(
     assert s[5] < 0.15
 
 
+def test_triton_similarity_term_is_gated_by_kind_text(
+    triton_client: grpcclient.InferenceServerClient,
+) -> None:
+    spec = json.loads(WEIGHTS.read_text())["similarity"]
+    rows = np.array([_row(kind_text=1)] * 3 + [_row(kind_formula=1, parses=1)], dtype=np.float32)
+    similarity = np.array([[0.0], [spec["floor"]], [0.9], [0.9]], dtype=np.float32)
+    features = grpcclient.InferInput("FEATURES", list(rows.shape), "FP32")
+    features.set_data_from_numpy(rows)
+    sim = grpcclient.InferInput("SIMILARITY", [4, 1], "FP32")
+    sim.set_data_from_numpy(similarity)
+    scores = triton_client.infer("answer_scorer", [features, sim]).as_numpy("SCORE")
+    assert scores is not None
+    term = np.array([0.0, 0.0, spec["weight"] * (0.9 - spec["floor"]) / (1 - spec["floor"]), 0.0])
+    expected = 1.0 / (1.0 + np.exp(-(np.log(_expected(rows)[:, 0] / (1 - _expected(rows)[:, 0])) + term)))
+    np.testing.assert_allclose(scores[:, 0], expected, rtol=1e-5)
+    # Without SIMILARITY the score is the ten features' alone.
+    np.testing.assert_allclose(_score(triton_client, rows), _expected(rows), rtol=1e-5)
+
+
+def test_sentence_encoder_returns_unit_embeddings(triton_client: grpcclient.InferenceServerClient) -> None:
+    texts = np.array([["Copy the formula down.".encode()], ["Lock the row with a dollar sign.".encode()]], dtype=np.object_)
+    inp = grpcclient.InferInput("TEXT", [2, 1], "BYTES")
+    inp.set_data_from_numpy(texts)
+    out = triton_client.infer("sentence_encoder", [inp]).as_numpy("EMBEDDING")
+    assert out is not None and out.shape == (2, 384) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+
+
 def test_triton_rejects_wrong_shape(triton_client: grpcclient.InferenceServerClient) -> None:
     rows = np.zeros((2, 9), dtype=np.float32)
     with pytest.raises(InferenceServerException, match="FEATURES|shape"):

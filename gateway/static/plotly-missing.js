@@ -1,0 +1,1 @@
+// plotly is not installed; the report shows its per-skill table only.
