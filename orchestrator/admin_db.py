@@ -8,7 +8,6 @@ connections candidates' answers are stored with.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,23 +17,9 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import ServiceError, Unavailable
+from orchestrator.db import CONNECT_ERRORS, UNAVAILABLE_ERRORS, init_connection
 
 log = logging.getLogger(__name__)
-
-_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
-
-_CONNECT_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *_UNAVAILABLE_ERRORS)
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
 
 class AdminDb:
     """An asyncpg pool whose every use is bounded by a timeout.
@@ -58,11 +43,11 @@ class AdminDb:
         try:
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
-                    dsn, min_size=1, max_size=max_size, command_timeout=timeout_s, init=_init_connection
+                    dsn, min_size=1, max_size=max_size, command_timeout=timeout_s, init=init_connection
                 ),
                 timeout=timeout_s * 2,
             )
-        except _CONNECT_ERRORS as exc:
+        except CONNECT_ERRORS as exc:
             raise Unavailable(f"cannot reach PostgreSQL: {exc or type(exc).__name__}") from exc
         return cls(pool, timeout_s)
 
@@ -88,7 +73,7 @@ class AdminDb:
         except TimeoutError as exc:
             log.warning("database timed out while trying to %s", what)
             raise Unavailable(f"the database did not answer in time ({what}); try again shortly") from exc
-        except _UNAVAILABLE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             log.warning("database unavailable while trying to %s: %r", what, exc)
             raise Unavailable(f"the database is unavailable ({what}); try again shortly") from exc
 

@@ -43,14 +43,14 @@ STATUS_FINISHED = "finished"
 REASON_TIME_LIMIT = "time_limit"
 
 # Errors that mean "the database cannot be reached or is going away", not "the query is wrong".
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
 )
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_UNAVAILABLE_ERRORS)
+CONNECT_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *UNAVAILABLE_ERRORS)
 
 
 class TimeLimitReached(FailedPrecondition):
@@ -140,7 +140,7 @@ def score_from_json(data: dict[str, Any]) -> common_pb2.Score:
     return json_format.ParseDict(data, common_pb2.Score(), ignore_unknown_fields=True)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -238,12 +238,12 @@ class Database:
                         max_size=max_size,
                         command_timeout=timeout_s,
                         timeout=timeout_s,
-                        init=_init_connection,
+                        init=init_connection,
                     ),
                     timeout=timeout_s * 2,
                 )
                 return cls(pool, timeout_s)
-            except _CONNECT_ERRORS as exc:
+            except CONNECT_ERRORS as exc:
                 if time.monotonic() + delay > deadline:
                     raise Unavailable(f"cannot reach PostgreSQL: {exc or type(exc).__name__}") from exc
                 log.warning("PostgreSQL not reachable yet (%s); retrying in %.1fs", exc, delay)
@@ -267,7 +267,7 @@ class Database:
         except TimeoutError as exc:
             log.warning("database timed out while trying to %s", what)
             raise Unavailable(f"the database did not answer in time ({what}); try again shortly") from exc
-        except _UNAVAILABLE_ERRORS as exc:
+        except UNAVAILABLE_ERRORS as exc:
             log.warning("database unavailable while trying to %s: %r", what, exc)
             raise Unavailable(f"the database is unavailable ({what}); try again shortly") from exc
 
