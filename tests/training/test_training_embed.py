@@ -1,0 +1,58 @@
+"""The training encoder is the Triton sentence encoder: same files, same pooling."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from scorer.training import embed
+from scorer.training.embed import Encoder
+
+TRITON_ENCODER = Path(__file__).resolve().parents[2] / "deploy/triton/model_repository/sentence_encoder/1/model.py"
+
+
+def test_pins_match_the_triton_sentence_encoder() -> None:
+    source = TRITON_ENCODER.read_text(encoding="utf-8")
+    for name in ("ONNX_PACKAGE", "ONNX_FILE", "ONNX_SHA256", "TOKENIZER_PACKAGE", "TOKENIZER_FILE", "TOKENIZER_SHA256"):
+        match = re.search(rf'^{name} = "([^"]+)"', source, flags=re.MULTILINE)
+        assert match, f"{name} not found in {TRITON_ENCODER}"
+        assert match.group(1) == getattr(embed, name), name
+
+
+def test_embeddings_are_unit_length_and_meaningful(encoder: Encoder) -> None:
+    texts = [
+        "VLOOKUP finds a value in the first column and returns a value from the same row.",
+        "It searches the leftmost column for a value and gives back the matching row's entry.",
+        "My cat sleeps on the sofa all afternoon.",
+    ]
+    e = encoder.encode(texts)
+    assert e.shape == (3, 384) and e.dtype == np.float32
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.3
+
+
+def test_batching_does_not_change_embeddings() -> None:
+    # A fresh encoder with a tiny batch so the texts land in different padded runs.
+    small = Encoder(threads=1, batch_rows=2)
+    texts = ["short", "a somewhat longer sentence about pivot tables", "mid length text", ""]
+    together = small.encode(texts)
+    alone = np.stack([Encoder(threads=1).encode([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_token_states_name_their_words(encoder: Encoder) -> None:
+    (states,) = encoder.encode_tokens(["Use INDEX-MATCH, it's flexible"])
+    assert states.vectors.shape == (len(states.words), 384)
+    assert "flexible" in states.words and "index" in states.words
+    assert np.allclose(np.linalg.norm(states.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_cache_round_trip(tmp_path: Path, encoder: Encoder) -> None:
+    encoder.encode(["cached text"])
+    encoder.save_cache(tmp_path / "c.npz")
+    other = Encoder(threads=1)
+    other.load_cache(tmp_path / "c.npz")
+    assert "cached text" in other._cache
+    assert np.array_equal(other.encode(["cached text"]), encoder.encode(["cached text"]))
