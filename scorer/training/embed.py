@@ -25,6 +25,7 @@ from scorer.minilm import (
     TOKENIZER_FILE,
     TOKENIZER_PACKAGE,
     TOKENIZER_SHA256,
+    embed_runs,
     package_file,
 )
 
@@ -123,23 +124,7 @@ class Encoder:
 
     def _run(self, texts: list[str], keep_tokens: bool) -> None:
         encodings = self._tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), self._batch_rows):
-            rows = order[start : start + self._batch_rows]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            (hidden,) = self._session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        for rows, hidden, _, pooled in embed_runs(self._session, encodings, self._batch_rows):
             for r, i in enumerate(rows):
                 self._cache[texts[i]] = pooled[r]
                 if keep_tokens:

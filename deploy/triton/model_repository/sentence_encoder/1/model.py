@@ -27,6 +27,7 @@ from scorer.minilm import (
     TOKENIZER_FILE,
     TOKENIZER_PACKAGE,
     TOKENIZER_SHA256,
+    embed_runs,
     package_file,
 )
 
@@ -80,25 +81,9 @@ class TritonPythonModel:
             ``float32`` array ``(len(texts), 384)`` of unit-length rows.
         """
         encodings = self.tokenizer.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        for start in range(0, len(order), RUN_ROWS):
-            rows = order[start : start + RUN_ROWS]
-            width = max(len(encodings[i].ids) for i in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                n = len(encodings[i].ids)
-                ids[r, :n] = encodings[i].ids
-                mask[r, :n] = 1
-            (hidden,) = self.session.run(
-                ["last_hidden_state"],
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[rows] = pooled / np.maximum(norms, 1e-12)
+        for rows, _, _, pooled in embed_runs(self.session, encodings, RUN_ROWS):
+            out[rows] = pooled
         return out
 
     def execute(self, requests: list[Any]) -> list[Any]:
