@@ -165,14 +165,20 @@ async def call_with_retries(
     """
     loop = asyncio.get_running_loop()
     attempt = 0
+    last_failure: TransientError | None = None
     while True:
         budget = timeout_s if deadline is None else min(timeout_s, deadline - loop.time())
         if budget <= 0:
+            # A backoff that overran the deadline (a busy loop sleeps long) still reports
+            # why the dependency failed, not only that time ran out.
+            if last_failure is not None:
+                raise last_failure
             raise DeadlineExceeded(f"no time left for {breaker.target} before the caller's deadline")
         breaker.before_call()
         try:
             result = await call(budget)
         except TransientError as exc:
+            last_failure = exc
             breaker.record_failure(exc.message)
             if attempt >= max_retries:
                 raise
