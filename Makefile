@@ -68,7 +68,7 @@ $(STAMPS)/chromium:
 	@touch $@
 
 test-python: install $(STAMPS)/chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 test: test-rust test-python
 
