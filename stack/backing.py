@@ -14,7 +14,8 @@ All three share one life cycle: ``start()`` is idempotent and blocks until the
 service answers (or raises :class:`BackingServiceError` with the log tail),
 ``stop()`` sends the graceful signal and escalates to SIGKILL after a timeout,
 ``url`` is what clients connect to, and ``with Service(...) as s:`` starts and
-stops. The children get ``PR_SET_PDEATHSIG`` so they die with their parent.
+stops. The children get ``PR_SET_PDEATHSIG`` (through util-linux's ``setpriv``)
+so they die with their parent.
 
 Caveat: Linux delivers the parent-death signal when the *thread* that spawned
 the child exits, so call ``start()`` from a long-lived thread (the main thread
@@ -24,8 +25,6 @@ or the event loop's thread), not from a short-lived worker thread.
 from __future__ import annotations
 
 import atexit
-import ctypes
-import ctypes.util
 import importlib.util
 import json
 import logging
@@ -41,7 +40,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -58,7 +57,6 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1
 _LOG_TAIL_CHARS = 4000
 _SITE_PACKAGES = Path(sysconfig.get_paths()["purelib"])
 
@@ -104,42 +102,30 @@ def _tcp_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool
         return False
 
 
-# Loaded once in the parent: the pre-exec hook must not import or allocate much.
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_SETPRIV = shutil.which("setpriv")
 
 
-def _child_setup(
-    death_signal: int, parent_pid: int, uid: int | None = None, gid: int | None = None
-) -> Callable[[], None]:
-    """Builds the ``preexec_fn`` run in the child between fork and exec.
+def _with_death_signal(argv: Sequence[str], death_signal: int) -> list[str]:
+    """Prefixes ``argv`` so the server gets ``death_signal`` when its parent dies.
 
-    It starts a new session (so a terminal Ctrl-C reaches only the parent, which
-    then stops its children in order), drops privileges if asked, and asks the
-    kernel to send ``death_signal`` when the parent dies. The death signal is
-    set *after* the uid change because changing credentials clears it.
+    ``setpriv`` (util-linux) sets ``PR_SET_PDEATHSIG`` and execs the server, so
+    the pid stays the server's. It replaces a Python ``preexec_fn``: running
+    Python between fork and exec in a process with many threads (gRPC, ONNX
+    Runtime, an event loop) can deadlock the child before exec, and then
+    ``Popen`` waits for it forever. Without ``setpriv`` the server runs without
+    the signal; a server orphaned that way is stopped by the next ``start()``
+    on the same data dir (see ``_clear_previous_server``).
 
     Args:
-        death_signal: Signal the child receives when its parent dies.
-        parent_pid: Pid of the parent, to catch a parent that died before prctl.
-        uid: User id to run as, or None to keep the current one.
-        gid: Group id to run as, or None to keep the current one.
+        argv: The server's command line.
+        death_signal: Signal to deliver when the spawning thread's process dies.
 
     Returns:
-        The hook.
+        The command line to run.
     """
-
-    def hook() -> None:
-        os.setsid()
-        if gid is not None:
-            os.setgroups([])
-            os.setgid(gid)
-        if uid is not None:
-            os.setuid(uid)
-        _LIBC.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), death_signal)
-
-    return hook
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, f"--pdeathsig={signal.Signals(death_signal).name}", "--", *argv]
 
 
 def _read_tail(path: Path, offset: int = 0, limit: int = _LOG_TAIL_CHARS) -> str:
@@ -529,13 +515,17 @@ class BackingService:
             self._log_offset = log.tell()
             try:
                 self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                    argv,
+                    _with_death_signal(argv, self.stop_signal),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self._cwd(),
                     env=self._env(),
-                    preexec_fn=_child_setup(self.stop_signal, os.getpid(), uid, gid),  # noqa: PLW1509
+                    # All done by subprocess in C, no Python runs in the child.
+                    start_new_session=True,
+                    user=uid,
+                    group=gid,
+                    extra_groups=[] if gid is not None else None,
                     close_fds=True,
                 )
             except OSError as exc:

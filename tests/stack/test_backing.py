@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,15 @@ def _uid_of(pid: int) -> int:
         if line.startswith("Uid:"):
             return int(line.split()[1])
     raise AssertionError(f"no Uid line for pid {pid}")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its reaper counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_free_port_is_bindable() -> None:
@@ -142,6 +153,36 @@ def test_redis_data_survives_restart(redis_server: EmbeddedRedis) -> None:
     finally:
         client.close()
     assert (redis_server.data_dir / "appendonly.aof").exists()
+
+
+def test_server_dies_with_its_python_parent(tmp_path: Path) -> None:
+    parent = subprocess.Popen(  # noqa: S603 - fixed argv
+        [
+            sys.executable, "-c",
+            "import sys, time\n"
+            "from stack.backing import EmbeddedRedis\n"
+            "server = EmbeddedRedis(sys.argv[1]).start()\n"
+            "print(server.pid, flush=True)\n"
+            "time.sleep(600)\n",
+            str(tmp_path / "redis"),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert Path(f"/proc/{server_pid}").exists()
+        parent.kill()  # SIGKILL: no atexit hook, no stop()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(server_pid), "redis-server outlived its parent"
+    finally:
+        parent.kill()
+        parent.wait(10)
 
 
 # -- Triton -----------------------------------------------------------------------------
