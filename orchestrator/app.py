@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -46,6 +48,7 @@ class Orchestrator:
         self.state: SessionStateStore | None = None
         self.scorer_channel: grpc.aio.Channel | None = None
         self.service: OrchestratorService | None = None
+        self._retry_task: asyncio.Task[None] | None = None
 
     async def start(self) -> OrchestratorService:
         """Connects, migrates, imports the bank and builds the service.
@@ -82,10 +85,27 @@ class Orchestrator:
                 self.db, self.state, scorer_pb2_grpc.ScorerStub(self.scorer_channel), bank, s
             )
             await self.staff.start(s, self.service)
+            if s.scoring_retry_interval_s > 0:
+                self._retry_task = asyncio.create_task(
+                    self._retry_scoring(self.service, s.scoring_retry_interval_s), name="scoring-retry"
+                )
         except BaseException:
             await self.close()
             raise
         return self.service
+
+    @staticmethod
+    async def _retry_scoring(service: OrchestratorService, interval_s: float) -> None:
+        """Every ``interval_s``, scores the answers a scorer outage left unscored."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                scored = await service.retry_unscored()
+            except Exception:  # noqa: BLE001 - a failed sweep must not end the loop
+                log.exception("scoring retry sweep failed")
+                continue
+            if scored:
+                log.info("scored %d answer(s) whose scoring had failed", scored)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Registers the started service on ``server``."""
@@ -95,7 +115,13 @@ class Orchestrator:
         self.staff.add_to_server(server)
 
     async def close(self) -> None:
-        """Closes the scorer channel, Redis client and database pools (each at most once)."""
+        """Stops the scoring retries and closes the scorer channel, Redis client and
+        database pools (each at most once)."""
+        task, self._retry_task = self._retry_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.staff.close()
         channel, self.scorer_channel = self.scorer_channel, None
         if channel is not None:

@@ -692,6 +692,28 @@ class Database:
             )
         return score
 
+    async def unscored_answers(self, older_than_s: float, within_s: float, limit: int) -> list[AnswerRow]:
+        """Answers that have no score yet, oldest first.
+
+        Args:
+            older_than_s: Leave out answers younger than this: their own request
+                may still be scoring them.
+            within_s: Leave out answers older than this (a bound for the sweep's cost).
+            limit: At most this many.
+        """
+        async with self._connection("find unscored answers") as conn:
+            rows = await conn.fetch(
+                f"SELECT {_ANSWER_COLUMNS} FROM answers a"
+                " WHERE a.submitted_at < now() - make_interval(secs => $1)"
+                " AND a.submitted_at > now() - make_interval(secs => $2)"
+                " AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.answer_id = a.answer_id)"
+                " ORDER BY a.submitted_at LIMIT $3",
+                older_than_s,
+                within_s,
+                limit,
+            )
+        return [_answer(r) for r in rows]
+
     async def turns(self, session_id: uuid.UUID) -> list[Turn]:
         """The session's answers in order, each with its newest score (if any)."""
         async with self._connection("read a session's answers") as conn:

@@ -42,7 +42,8 @@ _STATUS = {
 }
 
 SCORING_UNAVAILABLE = (
-    "answer saved; scoring is unavailable right now, retry with the same idempotency key"
+    "answer saved; scoring is unavailable right now. It is retried automatically, "
+    "or retry with the same idempotency key"
 )
 
 
@@ -250,6 +251,43 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             raise Unavailable(
                 "answer saved; its score could not be stored right now, retry with the same idempotency key"
             ) from exc
+
+    async def retry_unscored(self, limit: int = 50) -> int:
+        """Scores stored answers whose scoring failed, oldest first.
+
+        A scorer outage leaves answers stored without a score; this gives each one
+        its score and lets its session move on (or, if it has finished, updates its
+        result), whether or not the candidate ever retries. The sweep stops at the
+        first failure: the scorer or the database is still down, and the next sweep
+        tries again.
+
+        Args:
+            limit: Most answers looked at in one sweep.
+
+        Returns:
+            How many answers got a score.
+        """
+        pending = await self._db.unscored_answers(
+            older_than_s=self._settings.scorer_deadline_s + 2.0,
+            within_s=self._settings.scoring_retry_window_s,
+            limit=limit,
+        )
+        scored = 0
+        for answer in pending:
+            try:
+                await self._score(answer)
+            except Unavailable:
+                break
+            scored += 1
+            SCORING_RESULTS.labels("retried_ok").inc()
+            session = await self._db.get_session(answer.session_id)
+            if session is None:
+                continue
+            if session.finished:
+                await self._store_result(session)
+            else:
+                await self._advance(session)
+        return scored
 
     # -- RPCs ---------------------------------------------------------------------------
 

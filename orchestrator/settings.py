@@ -49,6 +49,10 @@ class OrchestratorSettings(ServiceSettings):
         interview_time_limit_s: Standard time for one interview (``XLI_INTERVIEW_TIME_LIMIT_S``).
         max_extra_time_percent: Largest accommodation a start request may ask for
             (``XLI_MAX_EXTRA_TIME_PERCENT``).
+        scoring_retry_interval_s: Seconds between sweeps that score answers whose
+            scoring failed (``XLI_SCORING_RETRY_INTERVAL_S``); 0 turns the sweep off.
+        scoring_retry_window_s: Answers older than this are no longer retried
+            (``XLI_SCORING_RETRY_WINDOW_S``).
     """
 
     model_config = SettingsConfigDict(env_prefix="XLI_", extra="ignore", populate_by_name=True)
@@ -84,6 +88,8 @@ class OrchestratorSettings(ServiceSettings):
     cat_max_exposure: float = Field(default=0.25, gt=0, le=1)
     interview_time_limit_s: float = Field(default=3600.0, gt=0)
     max_extra_time_percent: int = Field(default=200, ge=0)
+    scoring_retry_interval_s: float = Field(default=15.0, ge=0)
+    scoring_retry_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     def require_backing_urls(self) -> None:
         """Checks that the backing-service URLs are set.

@@ -50,6 +50,9 @@ def make_settings(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, fake_
             "startup_timeout_s": 5.0,
             "max_answer_chars": 2000,
             "log_json": False,
+            # Off unless a test turns it on: a background sweep would score other
+            # tests' deliberately unscored answers behind their backs.
+            "scoring_retry_interval_s": 0,
         }
         values.update(overrides)
         return OrchestratorSettings(**values)  # type: ignore[arg-type]
@@ -68,6 +71,7 @@ async def orchestrator(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, 
         redis_timeout_s=0.5,
         redis_retry_after_s=0.0,
         max_answer_chars=2000,
+        scoring_retry_interval_s=0,
     )
     async with running_orchestrator(settings) as (app, stub):
         yield app, stub

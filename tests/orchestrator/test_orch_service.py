@@ -300,6 +300,41 @@ async def test_scorer_failure_keeps_the_answer_and_a_retry_scores_it(stub, score
     assert failures == 2
 
 
+async def test_answers_an_outage_left_unscored_are_scored_in_the_background(make_settings, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    async with running_orchestrator(make_settings(scoring_retry_interval_s=0.2)) as (_, stub):
+        # One candidate walks away after the outage, the other finishes at once.
+        walked_away = await start(stub, "Grace Hopper")
+        finished = await start(stub, "Alan Turing")
+        scorer.mode = "unavailable"
+        for started in (walked_away, finished):
+            err = await rpc_error(submit(stub, started.session.session_id, started.question, key="k"))
+            assert err.code() == grpc.StatusCode.UNAVAILABLE and "retried automatically" in err.details()
+        await stub.FinishInterview(pb.FinishInterviewRequest(session_id=finished.session.session_id))
+        before = await stub.GetSession(pb.GetSessionRequest(session_id=finished.session.session_id))
+        assert before.result.answers_scored == 0
+
+        scorer.mode = "ok"
+        for started in (walked_away, finished):
+            scorer.values[started.question.item_id] = 0.7
+        # No client retries: the sweep scores both (after scorer_deadline_s + 2 s of grace).
+        deadline = time.monotonic() + 30
+        for started in (walked_away, finished):
+            while await count_rows(pg, started.session.session_id) != (1, 1):
+                assert time.monotonic() < deadline, "the background retry did not score the answer"
+                await asyncio.sleep(0.2)
+
+        session = await stub.GetSession(pb.GetSessionRequest(session_id=walked_away.session.session_id))
+        assert session.turns[0].score.value == 0.7
+        # The finished interview's result now counts the late score.
+        after = await stub.GetSession(pb.GetSessionRequest(session_id=finished.session.session_id))
+        assert after.result.answers_scored == 1
+        # A late client retry gets the stored score without another scorer call.
+        calls = len(scorer.requests)
+        retried = await submit(stub, walked_away.session.session_id, walked_away.question, key="k")
+        assert retried.score.value == 0.7
+        assert len(scorer.requests) == calls
+
+
 async def test_slow_scorer_hits_the_deadline(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
     started = await start(stub)
     sid = started.session.session_id
