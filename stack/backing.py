@@ -105,27 +105,48 @@ def _tcp_accepts(port: int, host: str = LOCALHOST, timeout: float = 0.5) -> bool
 _SETPRIV = shutil.which("setpriv")
 
 
-def _with_death_signal(argv: Sequence[str], death_signal: int) -> list[str]:
-    """Prefixes ``argv`` so the server gets ``death_signal`` when its parent dies.
+def _spawn_argv(
+    argv: Sequence[str], *, run_as: tuple[int, int] | None = None, death_signal: int | None = None
+) -> list[str]:
+    """Prefixes ``argv`` with ``setpriv`` to drop privileges and set a parent-death signal.
 
-    ``setpriv`` (util-linux) sets ``PR_SET_PDEATHSIG`` and execs the server, so
-    the pid stays the server's. It replaces a Python ``preexec_fn``: running
-    Python between fork and exec in a process with many threads (gRPC, ONNX
-    Runtime, an event loop) can deadlock the child before exec, and then
-    ``Popen`` waits for it forever. Without ``setpriv`` the server runs without
-    the signal; a server orphaned that way is stopped by the next ``start()``
-    on the same data dir (see ``_clear_previous_server``).
+    ``subprocess`` must not ``fork()`` in our processes: gRPC's fork handlers
+    (``pthread_atfork``) can deadlock the child before it execs, and ``Popen``
+    then waits for it forever (grpc/grpc#37259; it hung a CI run). CPython
+    spawns with ``vfork()``, which runs no fork handlers, only when no
+    ``preexec_fn``, ``user``, ``group`` or ``extra_groups`` is given, so the
+    child does those steps itself after exec: util-linux's ``setpriv`` changes
+    the user, then sets ``PR_SET_PDEATHSIG`` (a uid change would clear it), and
+    execs the program, so the pid is the program's.
 
     Args:
-        argv: The server's command line.
-        death_signal: Signal to deliver when the spawning thread's process dies.
+        argv: The program's command line.
+        run_as: (uid, gid) to run as, with no supplementary groups; None keeps ours.
+        death_signal: Signal the program gets when the spawning thread's process dies.
 
     Returns:
-        The command line to run.
+        The command line to spawn.
+
+    Raises:
+        BackingServiceError: When ``run_as`` is set and ``setpriv`` is missing.
     """
-    if _SETPRIV is None:
+    options = []
+    if run_as is not None:
+        options += [f"--reuid={run_as[0]}", f"--regid={run_as[1]}", "--clear-groups"]
+    if death_signal is not None:
+        options.append(f"--pdeathsig={signal.Signals(death_signal).name}")
+    if not options:
         return list(argv)
-    return [_SETPRIV, f"--pdeathsig={signal.Signals(death_signal).name}", "--", *argv]
+    if _SETPRIV is None:
+        if run_as is not None:
+            raise BackingServiceError(
+                f"running {Path(argv[0]).name} as an unprivileged user needs setpriv "
+                "(util-linux: apt-get install util-linux)"
+            )
+        # Without it the program runs without a death signal; an orphan is stopped
+        # by the next start() on the same data dir (see _clear_previous_server).
+        return list(argv)
+    return [_SETPRIV, *options, "--", *argv]
 
 
 def _read_tail(path: Path, offset: int = 0, limit: int = _LOG_TAIL_CHARS) -> str:
@@ -504,8 +525,6 @@ class BackingService:
     def _spawn(self) -> None:
         """Starts the child process with its output appended to the log file."""
         argv = self._command()
-        run_as = self._run_as()
-        uid, gid = run_as if run_as is not None else (None, None)
         with self.log_path.open("ab") as log:
             log.write(
                 f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
@@ -515,17 +534,13 @@ class BackingService:
             self._log_offset = log.tell()
             try:
                 self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-                    _with_death_signal(argv, self.stop_signal),
+                    _spawn_argv(argv, run_as=self._run_as(), death_signal=self.stop_signal),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self._cwd(),
                     env=self._env(),
-                    # All done by subprocess in C, no Python runs in the child.
-                    start_new_session=True,
-                    user=uid,
-                    group=gid,
-                    extra_groups=[] if gid is not None else None,
+                    start_new_session=True,  # setsid() keeps vfork possible
                     close_fds=True,
                 )
             except OSError as exc:
@@ -729,19 +744,15 @@ class EmbeddedPostgres(BackingService):
         env = dict(self._env())
         if extra_env:
             env.update(extra_env)
-        uid, gid = self._owner if self._owner is not None else (None, None)
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                list(argv),
+                _spawn_argv(argv, run_as=self._owner),
                 input=input_text,
                 capture_output=True,
                 text=True,
                 env=env,
                 cwd=self.data_dir if self._owner is None else self.pgdata,
                 timeout=max(timeout, 1.0),
-                user=uid,
-                group=gid,
-                extra_groups=[] if uid is not None else None,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
