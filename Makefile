@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core bench-load
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
@@ -91,6 +91,12 @@ bench-cat: install
 bench-core: install
 	$(BIN)/python -m pip install --quiet ironcalc==0.9.1 pycel==1.0b30 formualizer==0.13.0
 	$(BIN)/python benchmarks/core_rs/bench_formulas.py
+
+# Load scenario: the whole stack on embedded defaults in a temporary data dir, seeded through the
+# admin API and driven by locust (benchmarks/load/locustfile.py) for 150 s with 300 candidates;
+# writes the load section of benchmarks/README.md and the plots in benchmarks/load/ (~4 min).
+bench-load: install
+	$(BIN)/python benchmarks/load/run.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) target xlinterview core_rs/*.so
