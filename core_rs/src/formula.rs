@@ -872,11 +872,20 @@ fn round15(x: f64) -> f64 {
     format!("{x:.14e}").parse().unwrap_or(x)
 }
 
-/// Excel-style equality of two values: numbers to 15 significant digits,
-/// text case-insensitively, booleans exactly, empty only equals empty.
+/// Relative difference below which two numbers are the same result computed two
+/// ways: `C5/B5-1` and `(C5-B5)/B5` differ by a few units in the last place,
+/// which can straddle a 15-digit rounding boundary. About 9 ulps: a difference
+/// in the 15th significant digit (>= 1e-15 relative, mostly more) stays a difference.
+const SAME_NUMBER_RELATIVE: f64 = 2e-15;
+
+/// Excel-style equality of two values: numbers to 15 significant digits (or
+/// within rounding error of each other), text case-insensitively, booleans
+/// exactly, empty only equals empty.
 pub fn value_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => round15(*x) == round15(*y),
+        (Value::Number(x), Value::Number(y)) => {
+            round15(*x) == round15(*y) || (x - y).abs() <= SAME_NUMBER_RELATIVE * x.abs().max(y.abs())
+        }
         (Value::Text(x), Value::Text(y)) => x == y || x.to_lowercase() == y.to_lowercase(),
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Empty, Value::Empty) => true,
@@ -1101,7 +1110,12 @@ mod tests {
     #[test]
     fn value_equality() {
         assert!(value_eq(&n(0.1 + 0.2), &n(0.3)));
+        // 0.1499999999999999 rounds to 0.149999999999999 at 15 digits, 0.15 stays.
+        assert!(value_eq(&n(1.15 - 1.0), &n(0.15)));
+        assert!(value_eq(&n(1450.0 / 1200.0 - 1.0), &n((1450.0 - 1200.0) / 1200.0)));
         assert!(!value_eq(&n(0.3), &n(0.300000000000001)));
+        assert!(!value_eq(&n(0.15), &n(0.1500001)));
+        assert!(!value_eq(&n(0.0), &n(1e-300)));
         assert!(value_eq(&t("East"), &t("EAST")));
         assert!(!value_eq(&t("1"), &n(1.0)));
         assert_eq!(jaccard(&[], &[]), 1.0);
