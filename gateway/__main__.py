@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -12,6 +13,29 @@ from gateway.app import create_app
 from gateway.settings import GatewaySettings, InsecureSettings
 
 log = logging.getLogger("gateway")
+
+
+def server_options(settings: GatewaySettings) -> dict[str, Any]:
+    """uvicorn's options for the gateway, shared by :func:`main` and the tests.
+
+    Args:
+        settings: The gateway's settings.
+
+    Returns:
+        Keyword arguments of ``uvicorn.run`` / ``uvicorn.Config``, besides the app.
+    """
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        # Keep the JSON logging configured by common.logging instead of uvicorn's own format.
+        "log_config": None,
+        "log_level": settings.log_level.lower(),
+        "server_header": False,
+        # X-Forwarded-For is the gateway's call (XLI_TRUSTED_PROXIES); uvicorn's own
+        # handling would otherwise trust FORWARDED_ALLOW_IPS, 127.0.0.1 by default.
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 5,
+    }
 
 
 def main() -> None:
@@ -30,16 +54,7 @@ def main() -> None:
         settings.port,
         settings.orchestrator_address,
     )
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        # Keep the JSON logging configured above instead of uvicorn's own format.
-        log_config=None,
-        log_level=settings.log_level.lower(),
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(app, **server_options(settings))
 
 
 if __name__ == "__main__":

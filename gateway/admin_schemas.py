@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.schemas import Question, Session, timestamp_or_none
+from gateway.schemas import Question, Result, Session, SkillEstimate, timestamp_or_none
 from xlinterview.v1 import admin_pb2
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
@@ -168,6 +168,15 @@ class CreateInterviewBody(BaseModel):
     )
     candidate_email: Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)] = ""
     invite_ttl_hours: int | None = Field(default=None, ge=1, le=2160, description="Defaults to 7 days.")
+    extra_time_percent: int = Field(
+        default=0,
+        ge=0,
+        # A sanity bound only: the orchestrator's XLI_MAX_EXTRA_TIME_PERCENT is the real
+        # limit, and a value over it comes back as 400.
+        le=1000,
+        description="Accommodation: extra time as a percentage of the standard limit (50 = 1.5x).",
+        examples=[25],
+    )
 
 
 class Interview(BaseModel):
@@ -185,6 +194,8 @@ class Interview(BaseModel):
     finished_at: datetime | None
     overall_score: float = Field(description="Mean score of the scored answers, 0 to 1.")
     answered: int
+    extra_time_percent: int = Field(description="Accommodation: extra time, percent of the standard limit.")
+    time_limit_seconds: int = Field(description="The candidate's time for the interview, extra time included.")
 
 
 class InvitedInterview(BaseModel):
@@ -205,6 +216,7 @@ class InvitePreview(BaseModel):
 
     candidate_name: str
     invite_expires_at: datetime | None
+    time_limit_seconds: int = Field(description="How long the interview may take once started, extra time included.")
 
 
 class CandidateStart(BaseModel):
@@ -237,6 +249,8 @@ def interview_from_proto(i: admin_pb2.Interview) -> Interview:
         finished_at=timestamp_or_none(i, "finished_at"),
         overall_score=i.overall_score,
         answered=i.answered,
+        extra_time_percent=i.extra_time_percent,
+        time_limit_seconds=i.time_limit_seconds,
     )
 
 
@@ -261,14 +275,44 @@ class SkillScore(BaseModel):
     answered: int
 
 
+class AbilitySummary(BaseModel):
+    """An ability estimate in words a hiring manager reads without knowing IRT.
+
+    The ability scale is a normal distribution over the reference population, so an
+    estimate maps to the share of that population it is above.
+    """
+
+    percentile: float = Field(description="Share of the reference population below this ability, 0 to 100.")
+    percentile_low: float = Field(description="The same for the 95% interval's lower end.")
+    percentile_high: float = Field(description="The same for the 95% interval's upper end.")
+    level: str = Field(description='E.g. "above average": where the estimate falls.')
+    precision: str = Field(description='"precise", "fair" or "rough": how wide the interval is.')
+    summary: str = Field(description="One sentence for the report.")
+
+
+class SkillAbility(SkillEstimate):
+    """Ability on one skill area, with its 95% interval and where it falls, in words."""
+
+    ci_low: float = Field(description="95% interval, lower end: ability - 1.96 standard errors.")
+    ci_high: float = Field(description="95% interval, upper end.")
+    percentile: float = Field(description="Share of the reference population below this ability, 0 to 100.")
+    level: str = Field(description='E.g. "below average".')
+
+
 class Report(BaseModel):
     """Everything staff need to judge an interview.
 
-    The ability estimate with its confidence interval arrives with the adaptive
-    engine; until then ``overall_score`` and the per-skill means are the summary.
+    ``result`` (the adaptive engine's ability estimate with its 95% interval) and its
+    plain-words reading ``ability`` arrive when the interview is finished; before
+    that ``overall_score`` and the per-skill means are the summary.
     """
 
     interview: Interview
     session: Session | None = Field(description="null until the candidate uses the invite.")
     skills: list[SkillScore]
     item_skills: dict[str, str] = Field(description="The skill area of each item answered, by item_id.")
+    result: Result | None = Field(default=None, description="The ability estimate; null until the interview is finished.")
+    ability: AbilitySummary | None = Field(default=None, description="result in plain words; null with it.")
+    skill_abilities: list[SkillAbility] = Field(
+        default_factory=list, description="Per-skill ability estimates with 95% intervals; empty until finished."
+    )

@@ -16,7 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from common import CODE_VERSION
 from gateway.auth import TokenService
 from gateway.deps import limit_ip
-from gateway.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from gateway.events import EventBus, MemoryEventBus, RedisEventBus
+from gateway.middleware import BodyLimitMiddleware, ClientAddressMiddleware, RequestIdMiddleware
 from gateway.orchestrator import OrchestratorConnection
 from gateway.problems import Problem, install_problem_handlers
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
@@ -40,7 +41,9 @@ Staff sign in at `/api/v1/auth/login` and send `Authorization: Bearer <access_to
 internal callers send `X-API-Key`. They create interviews, each with a one-time invite
 link, and read reports. A candidate uses the invite at `/api/v1/invites/accept` and
 gets a token for their own session alone: fetch the current question, submit answers
-(scored on submit, safe to retry with the same idempotency key) and finish.
+(scored on submit, safe to retry with the same idempotency key) and finish. The
+session's live events (answer scored, next question ready, time warnings) stream as
+Server-Sent Events from `/api/v1/sessions/{session_id}/events`.
 
 Every error is an RFC 9457 problem document (`application/problem+json`). Send an
 `x-request-id` header to correlate logs; it is echoed on every response.
@@ -68,10 +71,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.orchestrator = connection
         limiter: Limiter = RedisLimiter(settings.redis_url) if settings.redis_url else MemoryLimiter()
         app.state.limiter = limiter
+        events: EventBus = RedisEventBus(settings.redis_url) if settings.redis_url else MemoryEventBus()
+        app.state.events = events
         log.info("orchestrator channel to %s opened", settings.orchestrator_address)
         try:
             yield
         finally:
+            await events.close()
             await limiter.close()
             await connection.close()
             log.info("orchestrator channel closed")
@@ -84,9 +90,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None if local_docs else "/docs",
         redoc_url=None,
-        # Outermost first: the request id must be set before the body limit can
-        # answer 413, so that response carries the id too.
+        # Outermost first: the client's address is settled before anything uses it,
+        # and the request id must be set before the body limit can answer 413, so
+        # that response carries the id too.
         middleware=[
+            Middleware(ClientAddressMiddleware, trusted=settings.trusted_proxies),
             Middleware(RequestIdMiddleware),
             Middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes),
         ],

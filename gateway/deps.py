@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Path, Request
 
 from gateway.auth import STAFF_ROLES, Principal, Role, TokenService, unauthenticated
+from gateway.events import EventBus
 from gateway.orchestrator import AdminClient, OrchestratorClient, OrchestratorConnection
 from gateway.problems import ProblemError
 from gateway.ratelimit import Limiter, enforce
@@ -80,12 +81,20 @@ def get_limiter(request: Request) -> Limiter:
     return limiter
 
 
+def get_events(request: Request) -> EventBus:
+    """The session event bus the lifespan opened."""
+    events: EventBus = request.app.state.events
+    return events
+
+
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
+EventsDep = Annotated[EventBus, Depends(get_events)]
 
 
 def client_ip(request: Request) -> str:
-    """The peer address. Behind a proxy this is the proxy; see the README."""
+    """The client's address: the peer's, or behind a proxy listed in
+    ``trusted_proxies`` the one it forwarded (see :class:`gateway.middleware.ClientAddressMiddleware`)."""
     return request.client.host if request.client else "unknown"
 
 

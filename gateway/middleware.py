@@ -1,6 +1,7 @@
-"""ASGI middleware: request ids and the request body limit.
+"""ASGI middleware: the client's address behind trusted proxies, request ids and the
+request body limit.
 
-Both are plain ASGI rather than ``BaseHTTPMiddleware`` so that they see the raw
+All are plain ASGI rather than ``BaseHTTPMiddleware`` so that they see the raw
 ``receive`` stream (needed to count chunked bodies) and add nothing per request
 beyond a function call.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
@@ -16,6 +19,73 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from common.logging import request_id_var
 from gateway.problems import REQUEST_ID_HEADER, problem_response
+
+Network = IPv4Network | IPv6Network
+
+
+def forwarded_client(peer: str, forwarded_for: Sequence[str], trusted: Sequence[Network]) -> str:
+    """The client's address, reading ``X-Forwarded-For`` only as far as it can be trusted.
+
+    Each proxy appends the address it received the request from, so the list is read
+    from the right: every hop a trusted proxy reports is believed, and the first
+    address that is not itself a trusted proxy is the client. Anything left of it
+    was written by the client and may be forged.
+
+    Args:
+        peer: The address of the TCP peer.
+        forwarded_for: Every ``X-Forwarded-For`` header value, in order.
+        trusted: Networks of the trusted proxies.
+
+    Returns:
+        ``peer`` unless it is a trusted proxy; otherwise the rightmost address in the
+        header that is not a trusted proxy (or the leftmost, when all are). A
+        malformed entry ends the walk at the last address that was vouched for.
+    """
+
+    def is_trusted(address: IPv4Address | IPv6Address) -> bool:
+        return any(address in network for network in trusted)
+
+    try:
+        if not trusted or not is_trusted(ip_address(peer)):
+            return peer
+    except ValueError:  # e.g. a Unix socket peer: nothing to compare
+        return peer
+    client = peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            break
+        client = str(address)
+        if not is_trusted(address):
+            break
+    return client
+
+
+class ClientAddressMiddleware:
+    """Replaces the peer address by the client's when the peer is a trusted proxy.
+
+    The ASGI ``client`` is rewritten in place, so everything after it — the per-IP
+    rate limits, ``request.client`` and uvicorn's access log — sees the client.
+
+    Args:
+        app: The application to wrap.
+        trusted: Networks of the trusted proxies; with none the middleware does nothing.
+    """
+
+    def __init__(self, app: ASGIApp, trusted: Sequence[Network]) -> None:
+        self.app = app
+        self.trusted = tuple(trusted)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted and scope["type"] == "http" and scope.get("client"):
+            host, port = scope["client"]
+            forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+            if forwarded:
+                scope["client"] = (forwarded_client(host, forwarded, self.trusted), port)
+        await self.app(scope, receive, send)
+
 
 # A caller's id is reused only when it is short and plain: it ends up in logs and
 # in gRPC metadata, where free-form text could forge log lines or be rejected.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from common.settings import ServiceSettings
 
@@ -43,6 +46,17 @@ class GatewaySettings(ServiceSettings):
         rate_limit_api_key_per_min: Requests per minute with one API key.
         rate_limit_candidate_per_min: Requests per minute in one candidate session.
         rate_limit_login_per_min: Sign-in and invite attempts per minute from one IP.
+        event_keepalive_s: Longest silence on a Server-Sent Events stream before a
+            keep-alive comment (``XLI_EVENT_KEEPALIVE_S``).
+        event_retry_ms: How long a browser waits before reconnecting a dropped event
+            stream (``XLI_EVENT_RETRY_MS``).
+        time_warnings_s: Seconds left at which a session's event stream sends
+            ``time_warning`` (``XLI_TIME_WARNINGS_S``, e.g. ``[600, 300, 60]``).
+        trusted_proxies: Networks of the reverse proxies in front of the gateway
+            (``XLI_TRUSTED_PROXIES``, comma-separated CIDRs or addresses, e.g.
+            ``10.0.0.0/8,fd00::/8``). Only a peer in them may name the client in
+            ``X-Forwarded-For``, for the per-IP limits and the logs; empty (the
+            default) trusts no one, as anyone can send the header.
     """
 
     # The explicit env names below are not the prefix + field name, so constructing
@@ -65,6 +79,21 @@ class GatewaySettings(ServiceSettings):
     rate_limit_api_key_per_min: int = Field(default=1200, gt=0)
     rate_limit_candidate_per_min: int = Field(default=120, gt=0)
     rate_limit_login_per_min: int = Field(default=10, gt=0)
+    event_keepalive_s: float = Field(default=15.0, gt=0)
+    event_retry_ms: int = Field(default=3000, ge=0)
+    time_warnings_s: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [600, 300, 60])
+    # NoDecode: the environment gives a plain comma-separated list, not JSON.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, list):
+            # strict=False: "10.0.0.1/8" means the network it is in, as a reader expects.
+            return [ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
+        return value
 
     def check_secrets(self) -> None:
         """Refuses to run outside development with built-in secrets or in-process limits.

@@ -35,7 +35,7 @@ MAX_TOKEN_CHARS = 100
 # Orchestrator service; only their stable columns are read here.
 _INTERVIEW_SELECT = """
 SELECT i.interview_id, i.candidate_name, i.candidate_email, i.owner_user_id, i.session_id,
-       i.created_at, i.invite_expires_at, i.invite_used_at, i.cancelled_at,
+       i.extra_time_percent, i.created_at, i.invite_expires_at, i.invite_used_at, i.cancelled_at,
        s.status AS session_status, s.started_at, s.finished_at,
        COALESCE(p.answered, 0) AS answered, COALESCE(p.mean_score, 0) AS mean_score
 FROM interviews i
@@ -63,7 +63,8 @@ def _status(row: Any, now: dt.datetime) -> int:
     return admin_pb2.INTERVIEW_STATUS_INVITED
 
 
-def _interview(row: Any) -> admin_pb2.Interview:
+def _interview_message(row: Any, time_limit_s: float) -> admin_pb2.Interview:
+    extra = int(row["extra_time_percent"])
     return admin_pb2.Interview(
         interview_id=str(row["interview_id"]),
         candidate_name=row["candidate_name"],
@@ -77,6 +78,9 @@ def _interview(row: Any) -> admin_pb2.Interview:
         finished_at=timestamp(row["finished_at"]),
         overall_score=float(row["mean_score"]),
         answered=int(row["answered"]),
+        extra_time_percent=extra,
+        # The same rule the session's deadline is set by (orchestrator.db.create_session).
+        time_limit_seconds=round(time_limit_s * (1 + extra / 100)),
     )
 
 
@@ -116,14 +120,34 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
         sessions: The Orchestrator servicer, called in process to start and finish
             sessions.
         invite_ttl_s: Default lifetime of an invite.
+        time_limit_s: Standard time of one interview, shown with each interview.
+        max_extra_time_percent: Largest accommodation an interview may grant; the
+            Orchestrator service enforces the same bound when the session starts.
     """
 
     def __init__(
-        self, db: AdminDb, sessions: orchestrator_pb2_grpc.OrchestratorServicer, invite_ttl_s: int
+        self,
+        db: AdminDb,
+        sessions: orchestrator_pb2_grpc.OrchestratorServicer,
+        invite_ttl_s: int,
+        time_limit_s: float = 3600.0,
+        max_extra_time_percent: int = 200,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._invite_ttl_s = invite_ttl_s
+        self._time_limit_s = time_limit_s
+        self._max_extra_time_percent = max_extra_time_percent
+
+    def _interview(self, row: Any) -> admin_pb2.Interview:
+        return _interview_message(row, self._time_limit_s)
+
+    def _extra_time(self, requested: int) -> int:
+        # Checked here, not only when the invite is used: a bad value must fail while
+        # the interviewer is still at the form, not in front of the candidate.
+        if not 0 <= requested <= self._max_extra_time_percent:
+            raise InvalidArgument(f"extra_time_percent must be between 0 and {self._max_extra_time_percent}")
+        return requested
 
     def _ttl(self, requested: int) -> dt.timedelta:
         if requested < 0 or requested > MAX_INVITE_TTL_S:
@@ -134,7 +158,7 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
         row = await conn.fetchrow(_INTERVIEW_SELECT + " WHERE i.interview_id = $1", interview_id)
         if row is None:
             raise NotFound(f"no interview {interview_id}")
-        return _interview(row)
+        return self._interview(row)
 
     async def CreateInterview(
         self, request: admin_pb2.CreateInterviewRequest, context: grpc.aio.ServicerContext
@@ -145,19 +169,21 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
             raise InvalidArgument(f"candidate_email must be at most {MAX_EMAIL_CHARS} printable characters")
         owner = parse_uuid(request.owner_user_id, "owner_user_id")
         ttl = self._ttl(request.invite_ttl_seconds)
+        extra = self._extra_time(request.extra_time_percent)
         token = secrets.token_urlsafe(32)
         interview_id = uuid.uuid4()
         async with self._db.connection("create an interview") as conn:
             try:
                 await conn.execute(
                     "INSERT INTO interviews (interview_id, candidate_name, candidate_email, owner_user_id,"
-                    " invite_sha256, invite_expires_at) VALUES ($1, $2, $3, $4, $5, now() + $6)",
+                    " invite_sha256, invite_expires_at, extra_time_percent) VALUES ($1, $2, $3, $4, $5, now() + $6, $7)",
                     interview_id,
                     name,
                     email,
                     owner,
                     digest(token),
                     ttl,
+                    extra,
                 )
             except asyncpg.ForeignKeyViolationError:
                 raise NotFound(f"no user {owner}") from None
@@ -200,7 +226,7 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
                 )
             else:
                 rows = await conn.fetch(_INTERVIEW_SELECT + " ORDER BY i.created_at DESC LIMIT $1", limit)
-        return admin_pb2.ListInterviewsResponse(interviews=[_interview(r) for r in rows])
+        return admin_pb2.ListInterviewsResponse(interviews=[self._interview(r) for r in rows])
 
     async def GetInterview(
         self, request: admin_pb2.InterviewRequest, context: grpc.aio.ServicerContext
@@ -239,7 +265,7 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
         if row is None:
             raise NotFound("this invite link is not valid")
         _refuse_unusable(row)
-        return _interview(row)
+        return self._interview(row)
 
     async def AcceptInvite(
         self, request: admin_pb2.InviteRequest, context: grpc.aio.ServicerContext
@@ -247,7 +273,7 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
         token_digest = _check_token(request.invite_token)
         async with self._db.connection("use an invite") as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT interview_id, candidate_name, invite_expires_at, invite_used_at, cancelled_at"
+                "SELECT interview_id, candidate_name, extra_time_percent, invite_expires_at, invite_used_at, cancelled_at"
                 " FROM interviews WHERE invite_sha256 = $1 FOR UPDATE",
                 token_digest,
             )
@@ -257,7 +283,10 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
             # If anything below fails the transaction rolls back and the invite stays
             # unused; at worst an orphan session is left, never a second session.
             started = await self._sessions.StartInterview(
-                orchestrator_pb2.StartInterviewRequest(candidate_name=row["candidate_name"]), context
+                orchestrator_pb2.StartInterviewRequest(
+                    candidate_name=row["candidate_name"], extra_time_percent=row["extra_time_percent"]
+                ),
+                context,
             )
             await conn.execute(
                 "UPDATE interviews SET session_id = $2, invite_used_at = now() WHERE interview_id = $1",

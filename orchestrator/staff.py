@@ -45,7 +45,13 @@ class StaffServices:
         self.db = await AdminDb.connect(orchestrator.database_url or "", orchestrator.db_timeout_s)
         self.identity = IdentityService(self.db)
         await self.identity.ensure_initial_admin(self.settings)
-        self.interviews = InterviewsService(self.db, sessions, self.settings.invite_ttl_s)
+        self.interviews = InterviewsService(
+            self.db,
+            sessions,
+            self.settings.invite_ttl_s,
+            time_limit_s=orchestrator.interview_time_limit_s,
+            max_extra_time_percent=orchestrator.max_extra_time_percent,
+        )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Registers the started services on ``server``."""

@@ -42,7 +42,12 @@ def _invited(settings: GatewaySettings, request: Request, invited: admin_pb2.Inv
 async def create_interview(
     body: CreateInterviewBody, principal: WriterDep, admin: AdminClientDep, settings: SettingsDep, request: Request
 ) -> InvitedInterview:
-    """Creates an interview owned by the caller, with a one-time invite link."""
+    """Creates an interview owned by the caller, with a one-time invite link.
+
+    ``extra_time_percent`` grants the candidate extra time (an accommodation); the
+    session the invite starts gets a deadline that includes it. Over the
+    orchestrator's maximum is 400.
+    """
     invited = await admin.interviews(
         "CreateInterview",
         admin_pb2.CreateInterviewRequest(
@@ -50,6 +55,7 @@ async def create_interview(
             candidate_email=body.candidate_email,
             owner_user_id=principal.user_id,
             invite_ttl_seconds=(body.invite_ttl_hours or 0) * 3600,
+            extra_time_percent=body.extra_time_percent,
         ),
     )
     return _invited(settings, request, invited)

@@ -27,7 +27,9 @@ async def preview(body: InviteBody, admin: AdminClientDep) -> InvitePreview:
     """Who the invite is for, without using it; 404 unknown, 409 used, expired or cancelled."""
     interview = await admin.interviews("PreviewInvite", admin_pb2.InviteRequest(invite_token=body.invite_token))
     return InvitePreview(
-        candidate_name=interview.candidate_name, invite_expires_at=timestamp_or_none(interview, "invite_expires_at")
+        candidate_name=interview.candidate_name,
+        invite_expires_at=timestamp_or_none(interview, "invite_expires_at"),
+        time_limit_seconds=interview.time_limit_seconds,
     )
 
 

@@ -6,15 +6,19 @@ session id is 404, the same as one that does not exist.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import StreamingResponse
 
-from gateway.deps import CandidateDep, OrchestratorDep
+from gateway.deps import CandidateDep, EventsDep, OrchestratorDep, SettingsDep
+from gateway.events import session_stream
 from gateway.problems import ProblemError, problem_responses
 from gateway.schemas import (
     Question,
     Session,
+    SessionStatus,
     SubmitAnswerBody,
     SubmitAnswerResult,
     question_from_proto,
@@ -69,19 +73,84 @@ async def get_current_question(session_id: OwnSession, orchestrator: Orchestrato
     responses=problem_responses(409),
     summary="Answer the current question",
 )
-async def submit_answer(session_id: OwnSession, body: SubmitAnswerBody, orchestrator: OrchestratorDep) -> SubmitAnswerResult:
+async def submit_answer(
+    session_id: OwnSession, body: SubmitAnswerBody, orchestrator: OrchestratorDep, events: EventsDep
+) -> SubmitAnswerResult:
     """Stores and scores the answer and returns the score and the next question.
 
     Safe to retry: resending the same ``idempotency_key`` returns the first result.
     After the interview is finished (or cancelled) answers are 409 and nothing is stored.
+    The session's event stream gets ``answer_scored`` (this response, with ``item_id``
+    and ``idempotency_key``) and ``question_ready`` (the next question).
     """
     response = await orchestrator.submit_answer(session_id, body.item_id, body.answer, body.idempotency_key)
-    return submit_result_from_proto(response)
+    result = submit_result_from_proto(response)
+    # A retry publishes again: the page keys results by idempotency_key, so a
+    # repeat changes nothing there, and a page whose response was lost gets it now.
+    await events.publish(
+        session_id,
+        "answer_scored",
+        {"item_id": body.item_id, "idempotency_key": body.idempotency_key, **result.model_dump(mode="json")},
+    )
+    if result.next_question is not None:
+        await events.publish(session_id, "question_ready", result.next_question.model_dump(mode="json"))
+    return result
 
 
 @router.post("/{session_id}/finish", response_model=Session, responses=problem_responses(409), summary="Finish the interview")
-async def finish_interview(session_id: OwnSession, orchestrator: OrchestratorDep) -> Session:
-    """Ends the session; finishing twice returns the same session."""
-    return session_from_proto(await orchestrator.finish_interview(session_id))
+async def finish_interview(session_id: OwnSession, orchestrator: OrchestratorDep, events: EventsDep) -> Session:
+    """Ends the session; finishing twice returns the same session. Event streams of the
+    session get ``interview_finished`` and end."""
+    session = session_from_proto(await orchestrator.finish_interview(session_id))
+    await events.publish(session_id, "interview_finished", {"status": session.status.value, "overall_score": session.overall_score})
+    return session
+
+
+_EVENT_STREAM_DOC = """`text/event-stream` of the session's news, for the candidate page:
+
+* `answer_scored`: an answer's result, the same body the submit endpoint returns, plus
+  `item_id` and `idempotency_key`;
+* `question_ready`: the next question;
+* `time_warning`: `{"seconds_left", "threshold_s", "deadline"}` as the server deadline
+  passes each threshold (`XLI_TIME_WARNINGS_S`);
+* `time_up`, then the stream ends; `interview_finished`, then the stream ends.
+
+Comment lines keep the connection alive. Works with any number of gateway processes
+(the events travel over Redis).
+"""
+
+
+@router.get(
+    "/{session_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The event stream."}},
+    summary="Stream the session's events",
+    description=_EVENT_STREAM_DOC,
+)
+async def session_events(
+    session_id: OwnSession, orchestrator: OrchestratorDep, events: EventsDep, settings: SettingsDep
+) -> StreamingResponse:
+    # Read first: an unknown session is a 404 problem, not an empty stream, and the
+    # deadline the time warnings count down to is the server's.
+    session = session_from_proto(await orchestrator.get_session(session_id))
+    # A session past its deadline may still read as in progress until its next call;
+    # either way nothing more will happen, and a stream would only say time_up again
+    # each time the browser reconnects.
+    if session.status == SessionStatus.FINISHED or (session.deadline is not None and session.deadline <= datetime.now(UTC)):
+        raise ProblemError(409, "conflict", "Conflict with the interview's state", "the interview is over; it has no more events")
+    stream = session_stream(
+        events,
+        session_id,
+        session.deadline,
+        settings.time_warnings_s,
+        keepalive_s=settings.event_keepalive_s,
+        retry_ms=settings.event_retry_ms,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        # no-transform and X-Accel-Buffering keep proxies from buffering the stream.
+        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
+    )
 
 

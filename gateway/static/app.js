@@ -18,6 +18,14 @@
   // Waits between automatic resends of an answer whose response never arrived.
   const RETRY_DELAYS_MS = [1000, 2000, 4000];
   const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
+  // The session's server deadline, so the clock survives a reload without a request.
+  const DEADLINE_KEY = "xli.deadline";
+  // The clock ticks every second for the eye; screen readers are told only when this
+  // many minutes are left, so the page does not talk over the candidate's work.
+  const ANNOUNCE_AT_MIN = [10, 5, 1];
+  // The Date header has whole seconds only, so it corrects the client's clock only
+  // when that is clearly wrong, not by the header's own rounding.
+  const CLOCK_SKEW_MS = 5000;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -25,7 +33,8 @@
     views: { loading: $("view-loading"), start: $("view-start"), question: $("view-question"), summary: $("view-summary") },
     startForm: $("start-form"), startButton: $("start-button"), startGreeting: $("start-greeting"),
     startHeading: $("start-heading"), noInvite: $("no-invite"),
-    finishEarly: $("finish-early"),
+    finishEarly: $("finish-early"), startTime: $("start-time"),
+    timer: $("timer"), timerClock: $("timer-clock"), timerAnnounce: $("timer-announce"), timeUp: $("time-up"),
     progressFill: $("progress-fill"), questionHeading: $("question-heading"), skill: $("question-skill"), prompt: $("question-prompt"),
     sheet: $("sheet"), sheetCaption: $("sheet-caption"), sheetHead: $("sheet-head"), sheetBody: $("sheet-body"),
     answerForm: $("answer-form"), answerField: $("answer-field"), answerError: $("answer-error"),
@@ -39,6 +48,11 @@
   // The invite token from the link (#invite=...), read once and taken out of the
   // address bar so it is not bookmarked or shared by accident.
   let inviteToken = null;
+  // The countdown to the server's deadline; `pending` holds the minutes still to announce.
+  const clock = { deadline: null, timer: null, pending: [], up: false, offsetMs: 0 };
+  // The session's event stream (Server-Sent Events read with fetch, which unlike
+  // EventSource can send the candidate's token in a header).
+  const events = { controller: null, sessionId: null };
 
   // ------------------------------------------------------------------ storage
 
@@ -92,6 +106,7 @@
     } catch (_) {
       throw new NetworkError("Could not reach the server. Check your connection.");
     }
+    noteServerClock(response);
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
     if (!response.ok) throw new ApiError(response.status, data, response.headers.get("x-request-id"));
@@ -107,7 +122,156 @@
   function show(view, focusTarget) {
     for (const [name, node] of Object.entries(el.views)) node.hidden = name !== view;
     el.finishEarly.hidden = view !== "question";
+    el.timer.hidden = view !== "question" || !clock.timer;
     if (focusTarget) focusTarget.focus();
+  }
+
+  // ------------------------------------------------------------------ timer
+
+  function noteServerClock(response) {
+    const server = Date.parse(response.headers.get("date") || "");
+    if (Number.isNaN(server)) return;
+    const offset = server - Date.now();
+    clock.offsetMs = Math.abs(offset) > CLOCK_SKEW_MS ? offset : 0;
+  }
+
+  function secondsLeft() {
+    return Math.max(0, Math.ceil((clock.deadline - (Date.now() + clock.offsetMs)) / 1000));
+  }
+
+  function clockText(seconds) {
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    const s = String(seconds % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+  }
+
+  const minutesText = (minutes) => (minutes === 1 ? "1 minute" : `${minutes} minutes`);
+
+  // Starts (or corrects) the countdown to the session's server deadline.
+  function startClock(deadlineText) {
+    const deadline = Date.parse(deadlineText || "");
+    if (Number.isNaN(deadline) || clock.up) return;
+    store.set(DEADLINE_KEY, { sessionId: sessionId(), deadline: deadlineText });
+    if (clock.deadline !== deadline) {
+      clock.deadline = deadline;
+      // Thresholds already behind (e.g. after a reload) are not announced late.
+      const left = secondsLeft();
+      clock.pending = ANNOUNCE_AT_MIN.filter((minutes) => minutes * 60 < left);
+    }
+    if (!clock.timer) clock.timer = setInterval(tick, 1000);
+    tick();
+  }
+
+  function stopClock() {
+    clearInterval(clock.timer);
+    clock.timer = null;
+    el.timer.hidden = true;
+  }
+
+  function tick() {
+    const left = secondsLeft();
+    el.timerClock.textContent = clockText(left);
+    el.timer.hidden = el.views.question.hidden;
+    el.timer.classList.toggle("timer-low", left <= 60);
+    if (clock.pending.some((minutes) => left <= minutes * 60)) {
+      clock.pending = clock.pending.filter((minutes) => left > minutes * 60);
+      if (left > 0) el.timerAnnounce.textContent = `${minutesText(Math.ceil(left / 60))} left.`;
+    }
+    if (left <= 0) onTimeUp();
+  }
+
+  // The server refuses answers after the deadline; the page says so and stops
+  // taking input rather than let the candidate type into a closed interview.
+  async function onTimeUp() {
+    if (clock.up) return;
+    clock.up = true;
+    stopClock();
+    el.timeUp.hidden = false;
+    for (const control of el.answerForm.querySelectorAll("input, textarea, button")) control.disabled = true;
+    const turn = store.get(TURN_KEY);
+    // An answer already on its way was sent in time: its result comes first.
+    if (turn && turn.key && !turn.result) return;
+    await finish();
+  }
+
+  // ------------------------------------------------------------------ live events
+
+  function openEvents() {
+    const id = sessionId();
+    const token = store.get(TOKEN_KEY);
+    if (!id || !token || events.sessionId === id || !window.ReadableStream || !window.TextDecoder) return;
+    closeEvents();
+    const controller = new AbortController();
+    Object.assign(events, { controller, sessionId: id });
+    (async () => {
+      let retryMs = 3000;
+      while (!controller.signal.aborted) {
+        try {
+          const response = await fetch(`${sessionPath(id)}/events`, {
+            headers: { Accept: "text/event-stream", Authorization: `Bearer ${token}` },
+            signal: controller.signal,
+            cache: "no-store",
+          });
+          // Finished, gone or no longer ours: nothing more to hear; the page's own
+          // requests say what happened.
+          if ([401, 403, 404, 409].includes(response.status)) break;
+          if (response.ok && response.body) retryMs = await readEvents(response.body, retryMs);
+        } catch (_) {
+          if (controller.signal.aborted) break;
+        }
+        await sleep(retryMs);
+      }
+    })();
+  }
+
+  function closeEvents() {
+    if (events.controller) events.controller.abort();
+    Object.assign(events, { controller: null, sessionId: null });
+  }
+
+  // Reads `event:`/`data:` blocks until the stream ends; returns the retry delay the
+  // server asked for.
+  async function readEvents(body, retryMs) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return retryMs;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trim();
+          else if (line.startsWith("retry:")) retryMs = Number(line.slice(6)) || retryMs;
+        }
+        if (!data) continue;
+        let payload;
+        try { payload = JSON.parse(data); } catch (_) { continue; }
+        onEvent(name, payload);
+      }
+    }
+  }
+
+  function onEvent(name, data) {
+    if (name === "answer_scored") {
+      // The result of the answer this page waits on, if its own response was lost.
+      const turn = store.get(TURN_KEY);
+      if (turn && turn.key && turn.key === data.idempotency_key) {
+        const { item_id: _item, idempotency_key: _key, ...result } = data;
+        completeTurn(turn, result);
+      }
+    } else if (name === "time_warning" || name === "time_up") {
+      startClock(data.deadline);
+    } else if (name === "interview_finished" && el.views.summary.hidden) {
+      finish();
+    }
   }
 
   function showError(err, onRetry) {
@@ -126,6 +290,11 @@
   }
 
   function forget() {
+    stopClock();
+    closeEvents();
+    Object.assign(clock, { deadline: null, pending: [], up: false });
+    el.timeUp.hidden = true;
+    store.remove(DEADLINE_KEY);
     store.remove(SESSION_KEY);
     store.remove(TOKEN_KEY);
     store.remove(TURN_KEY);
@@ -139,6 +308,11 @@
     el.startForm.hidden = !preview;
     el.noInvite.hidden = Boolean(preview);
     el.startGreeting.textContent = preview ? `Hello ${preview.candidate_name}.` : "";
+    const minutes = preview && preview.time_limit_seconds ? Math.round(preview.time_limit_seconds / 60) : 0;
+    el.startTime.hidden = !minutes;
+    el.startTime.textContent = minutes
+      ? `You have ${minutesText(minutes)} from the moment you start. A clock shows the time left; screen readers hear it at ${ANNOUNCE_AT_MIN.join(", ")} minutes left.`
+      : "";
     el.startButton.disabled = false;
     show("start", el.startHeading);
     if (message) showError({ message });
@@ -337,6 +511,8 @@
   }
 
   function renderSummary(session) {
+    stopClock();
+    closeEvents();
     store.set(SESSION_KEY, session.session_id);
     store.remove(TURN_KEY);
     const options = store.get(OPTIONS_KEY) || {};
@@ -423,6 +599,26 @@
     }
   }
 
+  // Shows the result of the pending answer `turn`, once: from the submit response or
+  // from the event stream, whichever comes first.
+  function completeTurn(turn, result) {
+    if (!stillPending(turn)) return;
+    const done = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer, result };
+    store.set(TURN_KEY, done);
+    el.submitStatus.textContent = "";
+    if (clock.up) {
+      finish();
+      return;
+    }
+    renderTurn(done);
+    el.nextButton.focus();
+  }
+
+  function stillPending(turn) {
+    const stored = store.get(TURN_KEY);
+    return Boolean(stored && stored.key && stored.key === turn.key && !stored.result);
+  }
+
   // Sends the stored pending answer, resending with the same idempotency key when
   // the response is lost, so a retry can never record the answer twice.
   async function sendPending() {
@@ -430,20 +626,18 @@
     if (!turn || !turn.key) return;
     el.submitButton.disabled = true;
     el.submitStatus.textContent = "Scoring your answer…";
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; stillPending(turn); attempt++) {
       try {
         const result = await api("POST", `${sessionPath(turn.sessionId)}/answers`, {
           item_id: turn.question.item_id,
           answer: turn.answer,
           idempotency_key: turn.key,
         });
-        const done = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer, result };
-        store.set(TURN_KEY, done);
-        el.submitStatus.textContent = "";
-        renderTurn(done);
-        el.nextButton.focus();
+        completeTurn(turn, result);
         return;
       } catch (err) {
+        // The result came over the event stream meanwhile: nothing left to do.
+        if (!stillPending(turn)) return;
         const retryable = err instanceof NetworkError || (err instanceof ApiError && RETRYABLE_STATUSES.has(err.status));
         if (retryable && attempt < RETRY_DELAYS_MS.length) {
           el.submitStatus.textContent = "Connection problem — trying again…";
@@ -484,7 +678,7 @@
   async function onSubmitAnswer(event) {
     event.preventDefault();
     const turn = store.get(TURN_KEY);
-    if (!turn || turn.key || turn.result) return;
+    if (!turn || turn.key || turn.result || clock.up) return;
     const answer = readAnswer(turn.question);
     if (!answer) {
       el.answerError.textContent =
@@ -505,7 +699,7 @@
     const turn = store.get(TURN_KEY);
     const result = turn && turn.result;
     if (!result) return;
-    if (result.finished || !result.next_question) {
+    if (result.finished || !result.next_question || clock.up) {
       await finish();
     } else {
       showQuestion(result.next_question);
@@ -523,6 +717,8 @@
       inviteToken = null;
       store.set(TOKEN_KEY, started.access_token);
       store.set(SESSION_KEY, started.session.session_id);
+      startClock(started.session.deadline);
+      openEvents();
       if (started.question) showQuestion(started.question);
       else await finish();
     } catch (err) {
@@ -550,6 +746,15 @@
     return true;
   }
 
+  // Reads the deadline from the session (e.g. resumed from storage written before it
+  // was kept); failures are left to the page's other requests to report.
+  async function refreshDeadline() {
+    try {
+      const session = await api("GET", sessionPath(sessionId()));
+      if (session.status === "SESSION_STATUS_IN_PROGRESS") startClock(session.deadline);
+    } catch (_) { /* the question request says what is wrong */ }
+  }
+
   async function onFinishEarly() {
     if (!window.confirm("End the interview now? Unanswered questions will not be scored.")) return;
     await finish();
@@ -562,6 +767,10 @@
       showStart();
       return;
     }
+    const saved = store.get(DEADLINE_KEY);
+    if (saved && saved.sessionId === id) startClock(saved.deadline);
+    else refreshDeadline();
+    openEvents();
     const turn = store.get(TURN_KEY);
     if (turn && turn.sessionId === id && turn.question && (turn.key || turn.result)) {
       renderTurn(turn);

@@ -11,7 +11,7 @@
     views: { login: $("view-login"), main: $("view-main") },
     loginForm: $("login-form"), loginEmail: $("login-email"), loginPassword: $("login-password"),
     loginButton: $("login-button"), loginHeading: $("login-heading"), mainHeading: $("main-heading"),
-    createForm: $("create-form"), createName: $("create-name"), createEmail: $("create-email"), createButton: $("create-button"),
+    createForm: $("create-form"), createName: $("create-name"), createEmail: $("create-email"), createExtraTime: $("create-extra-time"), createButton: $("create-button"),
     invite: $("invite"), inviteHeading: $("invite-heading"), inviteFor: $("invite-for"), inviteUrl: $("invite-url"),
     copyInvite: $("copy-invite"), copyStatus: $("copy-status"),
     rows: $("interview-rows"), listStatus: $("list-status"),
@@ -66,6 +66,7 @@
         tr.append(
           name,
           cell(S.statusText(i.status)),
+          cell(S.timeAllowed(i)),
           cell(String(i.answered)),
           cell(i.answered ? S.percent(i.overall_score) : "—"),
           cell(i.created_at ? new Date(i.created_at).toLocaleString() : ""),
@@ -106,18 +107,27 @@
       el.createName.focus();
       return;
     }
+    const extra = el.createExtraTime.value.trim() === "" ? 0 : Number(el.createExtraTime.value);
+    if (!Number.isInteger(extra) || extra < 0) {
+      showError({ message: "Extra time is a whole number of percent, 0 or more." });
+      el.createExtraTime.focus();
+      return;
+    }
     el.createButton.disabled = true;
     try {
       const created = await S.api("POST", "/api/v1/interviews", {
         candidate_name: name,
         candidate_email: el.createEmail.value.trim(),
+        extra_time_percent: extra,
       });
-      el.inviteFor.textContent = `Interview created for ${created.interview.candidate_name}.`;
+      el.inviteFor.textContent =
+        `Interview created for ${created.interview.candidate_name}; time allowed: ${S.timeAllowed(created.interview)}.`;
       el.inviteUrl.value = created.invite_url;
       el.copyStatus.textContent = "";
       el.invite.hidden = false;
       el.createName.value = "";
       el.createEmail.value = "";
+      el.createExtraTime.value = "0";
       el.inviteHeading.focus();
       await loadInterviews();
     } catch (err) {

@@ -25,28 +25,88 @@
     return skill.replace(/_/g, " ");
   }
 
-  function renderChart(skills) {
+  const fixed = (value) => (value >= 0 ? "+" : "−") + Math.abs(value).toFixed(2);
+  const interval = (low, high) => `${fixed(low)} to ${fixed(high)}`;
+
+  // With the finished interview's estimates: ability per skill with its 95% interval
+  // as error bars around the reference group's average (0). Before that: mean scores.
+  function renderChart(report) {
     const node = $("skills-chart");
-    if (!window.Plotly || !skills.length) {
+    const abilities = report.skill_abilities;
+    if (!window.Plotly || !(abilities.length || report.skills.length)) {
       node.hidden = true;
       return;
     }
     const styles = getComputedStyle(document.documentElement);
     const color = (name) => styles.getPropertyValue(name).trim();
-    window.Plotly.newPlot(node, [{
-      type: "bar",
-      x: skills.map((s) => skillLabel(s.skill_area)),
-      y: skills.map((s) => Math.round(s.mean_score * 100)),
-      marker: { color: color("--accent") },
-      hovertemplate: "%{x}: %{y}%<extra></extra>",
-    }], {
-      margin: { t: 10, r: 10, b: 60, l: 50 },
-      yaxis: { range: [0, 100], title: { text: "Mean score (%)" }, color: color("--text") },
+    let trace;
+    let yaxis;
+    if (abilities.length) {
+      const reach = Math.max(3, ...abilities.map((s) => Math.max(Math.abs(s.ci_low), Math.abs(s.ci_high)))) + 0.25;
+      trace = {
+        type: "scatter",
+        mode: "markers",
+        x: abilities.map((s) => skillLabel(s.skill_area)),
+        y: abilities.map((s) => s.ability),
+        error_y: {
+          type: "data", symmetric: false,
+          array: abilities.map((s) => s.ci_high - s.ability),
+          arrayminus: abilities.map((s) => s.ability - s.ci_low),
+          color: color("--accent"), thickness: 2, width: 8,
+        },
+        marker: { color: color("--accent"), size: 11 },
+      };
+      yaxis = {
+        range: [-reach, reach], zeroline: true, zerolinecolor: color("--muted"),
+        title: { text: "Ability (0 = average)" }, color: color("--text"),
+      };
+    } else {
+      trace = {
+        type: "bar",
+        x: report.skills.map((s) => skillLabel(s.skill_area)),
+        y: report.skills.map((s) => Math.round(s.mean_score * 100)),
+        marker: { color: color("--accent") },
+      };
+      yaxis = { range: [0, 100], title: { text: "Mean score (%)" }, color: color("--text") };
+    }
+    window.Plotly.newPlot(node, [trace], {
+      margin: { t: 10, r: 50, b: 100, l: 60 },
+      yaxis,
       xaxis: { color: color("--text") },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: color("--text") },
     }, { displayModeBar: false, responsive: true, staticPlot: true });
+  }
+
+  function renderAbility(report) {
+    const result = report.result;
+    $("ability-pending").hidden = Boolean(result);
+    $("ability-body").hidden = !result;
+    if (!result) return;
+    $("ability-summary").textContent = report.ability.summary;
+    $("ability-numbers").textContent =
+      `Ability ${fixed(result.ability)} (95% interval ${interval(result.ci_low, result.ci_high)}, ` +
+      `standard error ${result.standard_error.toFixed(2)}) from ${result.answers_scored} scored answers.`;
+  }
+
+  function skillRows(report) {
+    const abilities = new Map(report.skill_abilities.map((s) => [s.skill_area, s]));
+    const areas = [...new Set([...abilities.keys(), ...report.skills.map((s) => s.skill_area)])];
+    const means = new Map(report.skills.map((s) => [s.skill_area, s]));
+    return areas.map((area) => {
+      const a = abilities.get(area);
+      const m = means.get(area);
+      const tr = document.createElement("tr");
+      tr.append(
+        text("td", skillLabel(area)),
+        text("td", a ? `${fixed(a.ability)} (${interval(a.ci_low, a.ci_high)})` : "—"),
+        text("td", a ? a.level : "—"),
+        text("td", m ? S.percent(m.mean_score) : "—"),
+        text("td", String(a ? a.answers : m ? m.answered : 0)),
+      );
+      return tr;
+    });
   }
 
   function renderTurn(turn, position, skill) {
@@ -85,16 +145,14 @@
       $("report-status").textContent = S.statusText(interview.status);
       $("report-overall").textContent = turns.length ? S.percent(report.session.overall_score) : "—";
       $("report-answered").textContent = String(turns.length);
-      $("skills-rows").replaceChildren(...report.skills.map((s) => {
-        const tr = document.createElement("tr");
-        tr.append(text("td", skillLabel(s.skill_area)), text("td", S.percent(s.mean_score)), text("td", String(s.answered)));
-        return tr;
-      }));
+      $("report-time").textContent = S.timeAllowed(interview);
+      renderAbility(report);
+      $("skills-rows").replaceChildren(...skillRows(report));
       $("answers").replaceChildren(...turns.map((t, i) => renderTurn(t, i + 1, report.item_skills[t.item_id])));
       $("no-answers").hidden = turns.length > 0;
       $("loading").hidden = true;
       $("report").hidden = false;
-      renderChart(report.skills);
+      renderChart(report);
       $("report-heading").focus();
     } catch (err) {
       $("loading").hidden = true;

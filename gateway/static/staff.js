@@ -74,6 +74,13 @@ window.XliStaff = (function () {
     INTERVIEW_STATUS_EXPIRED: "Invite expired",
   };
   const statusText = (status) => STATUS_TEXT[status] || "Unknown";
+  // "1 h 30 min (+50% extra time)": the candidate's time, accommodation named.
+  function timeAllowed(interview) {
+    const minutes = Math.round((interview.time_limit_seconds || 0) / 60);
+    const hours = Math.floor(minutes / 60);
+    const text = hours ? `${hours} h${minutes % 60 ? ` ${minutes % 60} min` : ""}` : `${minutes} min`;
+    return interview.extra_time_percent ? `${text} (+${interview.extra_time_percent}% extra time)` : text;
+  }
 
-  return { api, signIn, signOut, tokens, ApiError, percent, statusText };
+  return { api, signIn, signOut, tokens, ApiError, percent, statusText, timeAllowed };
 })();

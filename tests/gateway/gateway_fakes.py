@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import uvicorn
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
 
+from gateway.__main__ import server_options
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
 from xlinterview.v1 import admin_pb2, admin_pb2_grpc, common_pb2, orchestrator_pb2, orchestrator_pb2_grpc
 
 
@@ -86,6 +93,9 @@ class FakeOrchestrator(
         crash: When set, every call raises it, as a bug in the orchestrator would.
         delay: Seconds every call sleeps before answering.
         calls: (method, request, metadata, time_remaining) of each call received.
+        time_limit_s: Standard interview time. Deadlines run on the real clock (unlike
+            the fixed start times), so timers and time warnings can be tested.
+        max_extra_time_percent: Largest accommodation CreateInterview accepts.
     """
 
     def __init__(self) -> None:
@@ -105,12 +115,19 @@ class FakeOrchestrator(
         self.api_keys: dict[str, admin_pb2.ApiKey] = {}
         self.interviews: dict[str, admin_pb2.Interview] = {}
         self.invites: dict[str, str] = {}
+        self.time_limit_s = 3600.0
+        self.max_extra_time_percent = 200
 
-    def invite(self, name: str = "Ada Lovelace", owner: str = STAFF["iv@example.com"][0]) -> str:
+    def invite(self, name: str = "Ada Lovelace", owner: str = STAFF["iv@example.com"][0], extra_time_percent: int = 0) -> str:
         """Creates an interview directly in the fake; returns its invite token."""
         interview_id = f"00000000-0000-0000-0000-{len(self.interviews) + 1:012d}"
         self.interviews[interview_id] = admin_pb2.Interview(
-            interview_id=interview_id, candidate_name=name, owner_user_id=owner, status=admin_pb2.INTERVIEW_STATUS_INVITED
+            interview_id=interview_id,
+            candidate_name=name,
+            owner_user_id=owner,
+            status=admin_pb2.INTERVIEW_STATUS_INVITED,
+            extra_time_percent=extra_time_percent,
+            time_limit_seconds=round(self.time_limit_s * (1 + extra_time_percent / 100)),
         )
         token = f"tok-{interview_id[-4:]}"
         self.invites[token] = interview_id
@@ -145,11 +162,14 @@ class FakeOrchestrator(
         session_id = f"s{len(self.sessions) + 1}"
         started = Timestamp()
         started.FromSeconds(1_700_000_000)
+        deadline = Timestamp()
+        deadline.FromNanoseconds(int((time.time() + self.time_limit_s * (1 + request.extra_time_percent / 100)) * 1e9))
         session = orchestrator_pb2.Session(
             session_id=session_id,
             candidate_name=request.candidate_name,
             status=orchestrator_pb2.SESSION_STATUS_IN_PROGRESS,
             started_at=started,
+            deadline=deadline,
         )
         self.sessions[session_id] = session
         self.positions[session_id] = 0
@@ -216,7 +236,35 @@ class FakeOrchestrator(
         if session.status != orchestrator_pb2.SESSION_STATUS_FINISHED:
             session.status = orchestrator_pb2.SESSION_STATUS_FINISHED
             session.finished_at.FromSeconds(1_700_000_200)
+            session.result.CopyFrom(self._result(session))
         return session
+
+    @staticmethod
+    def _result(session: orchestrator_pb2.Session) -> orchestrator_pb2.Result:
+        """A stand-in estimate that follows the answers: each one's score moves the
+        ability, and every answer narrows the interval."""
+        by_skill: dict[str, list[float]] = {}
+        for turn in session.turns:
+            skill = next(q.skill_area for q in QUESTIONS if q.item_id == turn.item_id)
+            by_skill.setdefault(skill, []).append(turn.score.value)
+
+        def estimate(values: list[float]) -> tuple[float, float]:
+            ability = sum(2 * v - 1 for v in values) / max(len(values), 1) * 1.5
+            return ability, 1.0 / (1 + len(values)) ** 0.5
+
+        ability, se = estimate([t.score.value for t in session.turns])
+        return orchestrator_pb2.Result(
+            ability=ability,
+            standard_error=se,
+            ci_low=ability - 1.96 * se,
+            ci_high=ability + 1.96 * se,
+            skills=[
+                orchestrator_pb2.SkillEstimate(skill_area=k, ability=estimate(v)[0], standard_error=estimate(v)[1], answers=len(v))
+                for k, v in by_skill.items()
+            ],
+            stop_reason="finish_requested",
+            answers_scored=len(session.turns),
+        )
 
 
     # -- Identity ---------------------------------------------------------------------
@@ -289,7 +337,11 @@ class FakeOrchestrator(
 
     async def CreateInterview(self, request, context):  # noqa: N802
         await self._enter("CreateInterview", request, context)
-        token = self.invite(request.candidate_name, request.owner_user_id)
+        if not 0 <= request.extra_time_percent <= self.max_extra_time_percent:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"extra_time_percent must be between 0 and {self.max_extra_time_percent}"
+            )
+        token = self.invite(request.candidate_name, request.owner_user_id, request.extra_time_percent)
         return admin_pb2.InvitedInterview(interview=self.interviews[self.invites[token]], invite_token=token)
 
     async def _interview(self, interview_id: str, context) -> admin_pb2.Interview:  # type: ignore[no-untyped-def]
@@ -335,7 +387,10 @@ class FakeOrchestrator(
     async def AcceptInvite(self, request, context):  # noqa: N802
         interview = await self._invited(request.invite_token, context)
         started = await self.StartInterview(
-            orchestrator_pb2.StartInterviewRequest(candidate_name=interview.candidate_name), context
+            orchestrator_pb2.StartInterviewRequest(
+                candidate_name=interview.candidate_name, extra_time_percent=interview.extra_time_percent
+            ),
+            context,
         )
         interview.session_id = started.session.session_id
         interview.status = admin_pb2.INTERVIEW_STATUS_IN_PROGRESS
@@ -365,6 +420,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve(settings: GatewaySettings, app: Any = None) -> AsyncIterator[str]:
+    """Serves the gateway (``app``, or one built from ``settings``) with uvicorn on a free
+    local port (real HTTP, real streaming); yields its base URL."""
+    options = server_options(settings.model_copy(update={"host": "127.0.0.1", "port": free_port()}))
+    config = uvicorn.Config(app or create_app(settings), lifespan="on", **options)
+    server = uvicorn.Server(config)
+    # Signals stay with pytest; the server is stopped through should_exit.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"http://127.0.0.1:{options['port']}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 async def start_as_candidate(client: httpx.AsyncClient, orchestrator: FakeServer, name: str = "Ada Lovelace") -> dict:

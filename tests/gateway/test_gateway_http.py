@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
 from grpc_health.v1 import health_pb2
 
-from gateway_fakes import FakeServer, free_port
-from gateway.app import create_app
+from gateway_fakes import FakeServer, free_port, serve
 from gateway.orchestrator import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
 
@@ -23,20 +20,8 @@ API = "/api/v1/invites/accept"
 @pytest.fixture
 async def served(orchestrator: FakeServer) -> AsyncIterator[str]:
     """The gateway served by uvicorn on a free port; yields its base URL."""
-    settings = GatewaySettings(orchestrator_address=orchestrator.address, host="127.0.0.1", port=free_port())
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    # Signals stay with pytest; the server is stopped through should_exit.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://{settings.host}:{settings.port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with serve(GatewaySettings(orchestrator_address=orchestrator.address)) as url:
+        yield url
 
 
 async def _chunks(total: int, size: int = 4096) -> AsyncIterator[bytes]:

@@ -243,3 +243,39 @@ async def test_lists_are_filtered_by_owner_and_carry_scores(stubs: Stubs, scorer
     assert await code_of(bad) == grpc.StatusCode.INVALID_ARGUMENT
     bank = await stubs.interviews.ListBankItems(apb.ListBankItemsRequest())
     assert question.item_id in {i.item_id for i in bank.items}
+
+
+async def test_extra_time_is_stored_and_lengthens_the_session_deadline(stubs: Stubs, pg: asyncpg.Connection) -> None:
+    standard = await create(stubs, "Standard Time")
+    extra = await stubs.interviews.CreateInterview(
+        apb.CreateInterviewRequest(candidate_name="Extra Time", owner_user_id=stubs.admin.user_id, extra_time_percent=50)
+    )
+    assert (standard.interview.extra_time_percent, extra.interview.extra_time_percent) == (0, 50)
+    # The fixture runs with the default time limit, one hour.
+    assert (standard.interview.time_limit_seconds, extra.interview.time_limit_seconds) == (3600, 5400)
+    stored = await pg.fetchval(
+        "SELECT extra_time_percent FROM interviews WHERE interview_id = $1", uuid.UUID(extra.interview.interview_id)
+    )
+    assert stored == 50
+
+    lengths = {}
+    for invited in (standard, extra):
+        accepted = await stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=invited.invite_token))
+        session = accepted.started.session
+        lengths[invited.interview.candidate_name] = (
+            session.deadline.ToDatetime() - session.started_at.ToDatetime()
+        ).total_seconds()
+        assert accepted.interview.extra_time_percent == invited.interview.extra_time_percent
+        row = await pg.fetchrow(
+            "SELECT extra_time_percent FROM sessions WHERE session_id = $1", uuid.UUID(session.session_id)
+        )
+        assert row["extra_time_percent"] == invited.interview.extra_time_percent
+    assert lengths["Extra Time"] == pytest.approx(1.5 * lengths["Standard Time"], abs=1.0)
+
+    # Over the orchestrator's maximum (200 by default) or negative: refused at creation, nothing stored.
+    for percent in (201, -1):
+        refused = stubs.interviews.CreateInterview(
+            apb.CreateInterviewRequest(candidate_name="Too Much", owner_user_id=stubs.admin.user_id, extra_time_percent=percent)
+        )
+        assert await code_of(refused) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await pg.fetchval("SELECT count(*) FROM interviews WHERE candidate_name = 'Too Much'") == 0

@@ -1,0 +1,109 @@
+"""The candidate page's clock and live events in a real browser (Debian's chromium via
+Playwright), against the fake orchestrator. The page runs on Playwright's fake clock,
+so minutes pass in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
+
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+from gateway_fakes import FakeServer, serve
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary; /usr/bin/chromium is a wrapper script
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (`make test` installs it)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield launched
+        await launched.close()
+
+
+@asynccontextmanager
+async def open_invite(browser: Browser, orchestrator: FakeServer, url: str) -> AsyncIterator[Page]:
+    """A page with a fake clock on a fresh invite's landing view; closed afterwards, so
+    its event stream never holds the server open."""
+    page = await browser.new_page()
+    try:
+        await page.clock.install()
+        await page.goto(f"{url}/#invite={orchestrator.servicer.invite('Dorothy Vaughan')}")
+        yield page
+    finally:
+        await page.close()
+
+
+async def test_clock_ticks_visibly_but_speaks_only_at_thresholds_then_time_up_locks_the_page(
+    browser: Browser, orchestrator: FakeServer
+) -> None:
+    orchestrator.servicer.time_limit_s = 11 * 60
+    async with serve(GatewaySettings(orchestrator_address=orchestrator.address)) as url:
+        async with open_invite(browser, orchestrator, url) as page:
+            await expect(page.locator("#start-time")).to_contain_text("You have 11 minutes")
+            await page.locator("#start-button").click()
+            await expect(page.locator("#timer")).to_be_visible()
+            await expect(page.locator("#timer-clock")).to_have_text(re.compile(r"^1[01]:\d\d$"))
+            # Every change of what screen readers are told, in order.
+            await page.evaluate(
+                """() => { window.spoken = [];
+                     const region = document.getElementById('timer-announce');
+                     new MutationObserver(() => window.spoken.push(region.textContent))
+                       .observe(region, {childList: true, characterData: true, subtree: true}); }"""
+            )
+            shown = set()
+            for _ in range(10):  # a minute at a time, reading the visible clock each time
+                await page.clock.run_for(60_000)
+                shown.add(await page.locator("#timer-clock").inner_text())
+            assert len(shown) == 10  # the clock moved visibly...
+            # ...while screen readers heard only the thresholds.
+            assert await page.evaluate("() => window.spoken") == ["10 minutes left.", "5 minutes left.", "1 minute left."]
+            await expect(page.locator("#timer")).to_have_class("timer timer-low")
+
+            await page.clock.run_for(60_000)
+            await expect(page.locator("#time-up")).to_be_visible()
+            await expect(page.locator("#summary-heading")).to_be_visible()
+            await expect(page.locator("#answer-input")).to_be_disabled()
+            await expect(page.locator("#submit-button")).to_be_disabled()
+            await expect(page.locator("#timer")).to_be_hidden()
+            methods = [c[0] for c in orchestrator.servicer.calls]
+            assert "FinishInterview" in methods and "SubmitAnswer" not in methods
+
+
+async def test_a_lost_response_is_completed_by_the_event_stream(browser: Browser, orchestrator: FakeServer) -> None:
+    settings = GatewaySettings(orchestrator_address=orchestrator.address)
+    app = create_app(settings)
+    async with serve(settings, app) as url:
+        async with open_invite(browser, orchestrator, url) as page:
+            await page.locator("#start-button").click()
+            await expect(page.locator("#question-heading")).to_be_focused()
+            session_id = next(iter(orchestrator.servicer.sessions))
+            for _ in range(100):  # until the page's stream is subscribed
+                if app.state.events.subscribers(session_id):
+                    break
+                await asyncio.sleep(0.05)
+            assert app.state.events.subscribers(session_id) == 1
+
+            async def lose_response(route: Route) -> None:
+                await route.fetch()  # the answer reaches the gateway and is scored...
+                await route.abort()  # ...but its response never reaches the page
+
+            await page.route("**/answers", lose_response)
+            await page.locator("#answer-input").fill('=SUMIF(A2:A4,"East",B2:B4)')
+            await page.locator("#submit-button").click()
+            # The page's own resend waits on its (fake, stopped) clock: only the event can deliver this.
+            await expect(page.locator("#result-heading")).to_have_text("Score: 100%")
+            await expect(page.locator("#result-feedback")).to_have_text("Correct.")
+            await expect(page.locator("#next-button")).to_be_focused()
+            assert [c[0] for c in orchestrator.servicer.calls].count("SubmitAnswer") == 1
