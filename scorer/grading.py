@@ -20,7 +20,11 @@ SIGNAL_FORMULA = "core_rs.formula_eval"
 SIGNAL_TEXT = "core_rs.text_features"
 SIGNAL_CHOICE = "rule.choice_exact"
 SIGNAL_CONFIDENCE = "confidence.margin_uncalibrated"
+SIGNAL_CALIBRATED = "confidence.isotonic_oof"
 SIGNAL_SIMILARITY = "triton.sentence_encoder"
+#: ``origin`` parameter (config.pbtxt) of a model whose weights were learned from graded data;
+#: any other origin (e.g. ``hand_set``) is labelled a heuristic, never a model.
+ORIGIN_TRAINED = "trained"
 MAX_VALUE_CHARS = 120
 
 
@@ -36,6 +40,7 @@ class PreparedAnswer:
         evidence: Facts behind the score.
         feedback: Sentences for the candidate.
         signals: Signals that produced the score.
+        review: Why a human should check the score (empty: no reason found yet).
     """
 
     answer_id: str
@@ -45,6 +50,7 @@ class PreparedAnswer:
     evidence: list[str] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
+    review: list[str] = field(default_factory=list)
 
 
 def sheet_rows(sheet: common_pb2.SampleSheet) -> list[list[core_rs.Cell]]:
@@ -101,7 +107,9 @@ def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: in
     if expected == "choice" and not 0 <= item.choice.correct_index < len(item.choice.options):
         raise InvalidArgument(f"item {item.item_id}: choice.correct_index is out of range")
     for index, text in enumerate(answers):
-        if not text.strip():
+        # An empty explanation is a real (zero-scoring) answer that the guards handle; an empty
+        # formula or option index is a broken request.
+        if not text.strip() and item.kind != common_pb2.QUESTION_KIND_FREE_TEXT:
             raise InvalidArgument(f"answer {index}: text is empty")
         if len(text) > max_chars:
             raise InvalidArgument(f"answer {index}: text has {len(text)} characters; the limit is {max_chars}")
@@ -217,9 +225,9 @@ def reference_similarity(answers: np.ndarray, references: np.ndarray) -> np.ndar
     return np.clip((answers @ references.T).max(axis=1), 0.0, 1.0).astype(np.float32)
 
 
-def add_similarity(prepared: PreparedAnswer, similarity: float) -> None:
-    """Records the encoder's similarity signal on a free-text answer."""
-    prepared.signals.append(SIGNAL_SIMILARITY)
+def add_similarity(prepared: PreparedAnswer, similarity: float, signal: str = SIGNAL_SIMILARITY) -> None:
+    """Records the similarity signal on a free-text answer, named after the model that computed it."""
+    prepared.signals.append(signal)
     prepared.evidence.append(f"meaning matches the closest reference answer at cosine {similarity:.2f} (all-MiniLM-L6-v2)")
 
 
@@ -240,6 +248,23 @@ def _prepared_choice(answer_id: str, choice: common_pb2.ChoiceSpec, text: str) -
     return prepared
 
 
+def model_label(model_name: str, model_version: str, origin: str) -> str:
+    """The signal naming what computed a score: ``model:<name>@<version>`` only for a trained model.
+
+    Args:
+        model_name: The model as served.
+        model_version: Its version.
+        origin: The ``origin`` parameter of its Triton config (``trained``, ``hand_set``, or
+            empty when the config does not say).
+
+    Returns:
+        ``model:…`` for a trained model, ``heuristic:…`` for anything else, so a hand-set
+        formula is never presented as a learned model.
+    """
+    kind = "model" if origin == ORIGIN_TRAINED else "heuristic"
+    return f"{kind}:{model_name}@{model_version}"
+
+
 def finish(
     item: common_pb2.ScoringItem,
     prepared: PreparedAnswer,
@@ -247,6 +272,9 @@ def finish(
     model_name: str,
     model_version: str,
     other_models: Sequence[str] = (),
+    origin: str = "",
+    review_confidence: float = 0.0,
+    calibrated: float | None = None,
 ) -> common_pb2.Score:
     """Builds the Score message; ``model_score`` is required unless a rule decided the score.
 
@@ -257,12 +285,17 @@ def finish(
         model_name: The scoring model's name.
         model_version: The version that produced ``model_score``.
         other_models: Further models that fed the score, as ``name:version``.
+        origin: The scoring model's ``origin`` (see :func:`model_label`).
+        review_confidence: A model score whose confidence is below this needs review.
+        calibrated: The model's calibrated confidence, when it has one; otherwise the
+            confidence is the score's margin from 0.5 and is labelled uncalibrated.
     """
     provenance = common_pb2.ScoreProvenance(
         rubric_version=f"{item.item_id}@v{item.item_version}",
         code_version=f"xlinterview {CODE_VERSION}",
     )
     signals = list(prepared.signals)
+    review = list(prepared.review)
     if prepared.rule_score is not None:
         value, confidence = prepared.rule_score, 1.0
         provenance.backend = "rule"
@@ -270,13 +303,18 @@ def finish(
         if model_score is None:
             raise ValueError("a model-scored answer needs its model score")
         value = float(min(1.0, max(0.0, model_score)))
-        # A margin from the decision boundary, not yet a calibrated probability (a later issue calibrates it).
-        confidence = abs(2.0 * value - 1.0)
+        if calibrated is None:
+            # A margin from the decision boundary, not a probability; signal and review reason say so.
+            confidence, confidence_signal, kind = abs(2.0 * value - 1.0), SIGNAL_CONFIDENCE, "uncalibrated margin"
+        else:
+            confidence, confidence_signal, kind = float(min(1.0, max(0.0, calibrated))), SIGNAL_CALIBRATED, "calibrated"
         provenance.backend = "triton"
         provenance.model_name = model_name
         provenance.model_version = model_version
         provenance.models.extend([f"{model_name}:{model_version}", *other_models])
-        signals += [f"triton.{model_name}", SIGNAL_CONFIDENCE]
+        signals += [f"triton.{model_name}", model_label(model_name, model_version, origin), confidence_signal]
+        if confidence < review_confidence:
+            review.append(f"confidence {confidence:.2f} ({kind}) is below the review threshold {review_confidence:.2f}")
     return common_pb2.Score(
         value=value,
         confidence=confidence,
@@ -285,4 +323,6 @@ def finish(
         evidence=prepared.evidence,
         signals=signals,
         provenance=provenance,
+        needs_review=bool(review),
+        review_reason="; ".join(review),
     )

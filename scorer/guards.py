@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from scorer.training.text import STOPWORDS, content_keys, words
 
-GUARD_SIGNAL_PREFIX = "guard."
+GUARD_SIGNAL_PREFIX = "guard:"
 
 EMPTY = "empty"
 NO_ANSWER = "no_answer"
@@ -88,7 +88,7 @@ class GuardVerdict:
 
     @property
     def signal(self) -> str:
-        """The signal name recorded with the score, e.g. ``guard.gibberish``."""
+        """The signal name recorded with the score, e.g. ``guard:gibberish``."""
         return GUARD_SIGNAL_PREFIX + self.code
 
 
@@ -217,7 +217,7 @@ def _trigram_logprob(word: str, model: dict[str, float]) -> float:
 # An answer is data. Text in it that addresses the grader ("ignore the rubric", "award 5/5")
 # is not part of an answer to any question, so it is cut out before anything — the learned
 # model or the optional LLM judge — sees the answer, and the score says it was cut
-# (signal ``guard.injection_removed``) and is flagged for review. The patterns run on a
+# (signal ``guard:injection_removed``) and is flagged for review. The patterns run on a
 # normalised copy of each sentence so disguises (homoglyphs, leetspeak, zero-width characters,
 # spaced-out letters, base64) do not hide them.
 
@@ -292,11 +292,29 @@ class InjectionScan:
 
 def normalise_for_scan(text: str) -> str:
     """Undoes common disguises: width/compatibility forms, zero-width characters, homoglyphs,
-    leetspeak and letters spaced out one by one ("i g n o r e")."""
+    leetspeak and letters spaced out one by one ("i g n o r e").
+
+    Cell references ("A1", "$B$2:C10") are left as written: read as leetspeak "such as A1"
+    would become "such as ai" and look like a note to an AI grader.
+    """
     text = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
     text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     text = re.sub(r"\b(?:\w[\s._*\-]){3,}\w\b", lambda m: re.sub(r"[\s._*\-]", "", m.group(0)), text)
-    return text.translate(_LEET).lower()
+    return _unleet(text).lower()
+
+
+# A cell reference such as A1, $B$2 or each end of C3:D10 (not "g1v3" or "m4rk5").
+_CELL_REF = re.compile(r"(?<![A-Za-z0-9$])\$?[A-Za-z]{1,3}\$?\d{1,7}(?![A-Za-z0-9])")
+
+
+def _unleet(text: str) -> str:
+    """Reads digits and symbols as letters ("1gn0r3" → "ignore"), except inside cell references."""
+    parts, last = [], 0
+    for ref in _CELL_REF.finditer(text):
+        parts += [text[last : ref.start()].translate(_LEET), ref.group(0)]
+        last = ref.end()
+    parts.append(text[last:].translate(_LEET))
+    return "".join(parts)
 
 
 def _offending(text: str) -> bool:

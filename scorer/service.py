@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 from collections import deque
@@ -16,9 +17,11 @@ from prometheus_client import Counter, Histogram
 import core_rs
 from common import CODE_VERSION
 from common.errors import InvalidArgument
-from scorer import grading
+from scorer import free_text, grading
 from scorer.cache import SIGNAL_CACHE, LruCache, RedisScoreCache, item_digest, normalise_answer
-from scorer.triton import AnswerScorerModel, SentenceEncoderModel
+from scorer.judge import SIGNAL_FAILED, SIGNAL_NOT_CONFIGURED, SIGNAL_TIMEOUT, JudgeError, LLMJudge, signal_used
+from scorer.training.features import BASE_FEATURES
+from scorer.triton import AnswerScorerModel, SentenceEncoderModel, TextFeaturesModel, TextScorerModel, _TritonModel
 from xlinterview.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ MAX_ANSWERS_PER_BATCH = 10_000
 THREAD_MIN_ANSWERS = 64
 CODE = f"xlinterview {CODE_VERSION}"
 
+_Run = Callable[[list[int]], Awaitable[tuple[list[common_pb2.Score], list[str]]]]
 _FreshRun = Callable[
     [common_pb2.ScoringItem, str, Sequence[scorer_pb2.AnswerInput], float | None, str],
     Awaitable[tuple[list[common_pb2.Score], list[str]]],
@@ -42,6 +46,7 @@ GRADE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+JUDGE_OUTCOMES = Counter("xli_scorer_judge_total", "LLM judge requests by outcome", ["outcome"])
 _KIND_LABEL = {
     common_pb2.QUESTION_KIND_FORMULA: "formula",
     common_pb2.QUESTION_KIND_FREE_TEXT: "free_text",
@@ -136,6 +141,18 @@ class _Group:
     window_over: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class _TextBatch:
+    """Free-text answers of one item that passed the first guards, on their way to a model."""
+
+    item: common_pb2.ScoringItem
+    digest: str
+    prepared: list[grading.PreparedAnswer]
+    texts: list[str]
+    deadline: float | None
+    model_version: str
+
+
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
     """The caller's gRPC deadline on the event loop's clock, or None without one."""
     remaining = context.time_remaining()
@@ -155,6 +172,13 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         cache: Redis score cache, or None to run without one.
         formula_cache_size: Formula grades kept in process per (item, formula).
         stream_read_ahead: Stream messages graded concurrently (responses stay in order).
+        review_confidence: Model scores less confident than this are flagged ``needs_review``.
+        judge: The optional LLM judge (with an asynchronous client), or None.
+        judge_timeout_s: Longest the judge may take per answer before the score goes without it.
+        judge_tolerance: Judge/model disagreement (0..1 score) still averaged.
+        judge_max_concurrent: Judge conversations running at once.
+        text_model: The trained free-text model (``answer_scorer_text``) and the model that
+            computes its features, or None to score free text with ``model`` (hand-set).
     """
 
     def __init__(
@@ -165,6 +189,12 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         cache: RedisScoreCache | None = None,
         formula_cache_size: int = 100_000,
         stream_read_ahead: int = 2,
+        review_confidence: float = 0.0,
+        judge: LLMJudge | None = None,
+        judge_timeout_s: float = 10.0,
+        judge_tolerance: float = 0.2,
+        judge_max_concurrent: int = 8,
+        text_model: tuple[TextScorerModel, TextFeaturesModel] | None = None,
     ) -> None:
         self._model = model
         self._encoder = encoder
@@ -176,6 +206,18 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         self._coalescer = _Coalescer(self._score_fresh)
         # Newest version of each model Triton reported; cache keys are built from these.
         self._versions: dict[str, str] = {}
+        # Each model's config "origin" (trained, hand_set, ...), which decides how scores label it.
+        self._origins: dict[str, str] = {}
+        self._review_confidence = review_confidence
+        self._judge = judge
+        self._judge_timeout_s = judge_timeout_s
+        self._judge_tolerance = judge_tolerance
+        self._judge_slots = asyncio.Semaphore(max(1, judge_max_concurrent))
+        self._text_model: TextScorerModel | None = text_model[0] if text_model is not None else None
+        self._text_features: TextFeaturesModel | None = text_model[1] if text_model is not None else None
+        self._all: dict[str, _TritonModel] = {
+            m.name: m for m in (model, encoder, self._text_model, self._text_features) if m is not None
+        }
 
     async def grade(
         self,
@@ -241,26 +283,37 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             if self._cache is not None:
                 # Keys of what actually ran, which differ from the lookup keys only if Triton's version changed.
                 put_keys = keys
-                if versions != await self._model_versions(item, model_version):
+                # No versions: every answer was decided by rule, and the lookup keys stand.
+                if versions and versions != await self._model_versions(item, model_version):
                     put_keys = [
                         self._cache.key(item, digest, normalise_answer(item.kind, a.text), versions, CODE)
                         for a in answers
                     ]
-                self._cache.put_many([(put_keys[i], scores[i]) for i in todo])  # type: ignore[misc]
+                # A score the judge should have fed but did not is not kept: the next request may get it.
+                self._cache.put_many(
+                    [(put_keys[i], scores[i]) for i in todo if not _degraded(scores[i])]  # type: ignore[misc,arg-type]
+                )
         return scores  # type: ignore[return-value]
+
+    def _models_for(self, item: common_pb2.ScoringItem) -> list[_TritonModel]:
+        """The models that would score an answer to ``item``, the scoring model first."""
+        if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT and self._text_model is not None:
+            assert self._text_features is not None
+            return [self._text_model, self._text_features]
+        if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT and item.rubric.reference_answers:
+            return [self._model, self._encoder]
+        return [self._model]
 
     async def _model_versions(self, item: common_pb2.ScoringItem, pinned: str) -> list[str]:
         """``name:version`` of the models that would score an answer to ``item``."""
-        names = [self._model.name]
-        if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT and item.rubric.reference_answers:
-            names.append(self._encoder.name)
-        for name in names:
-            if name not in self._versions and not (pinned and name == self._model.name):
-                model = self._model if name == self._model.name else self._encoder
-                self._versions[name] = (await model.describe()).version
-        return [
-            f"{name}:{pinned if pinned and name == self._model.name else self._versions[name]}" for name in names
-        ]
+        models = self._models_for(item)
+        for model in models:
+            if model.name not in self._versions and not (pinned and model is models[0]):
+                self._versions[model.name] = (await model.describe()).version
+        versions = [f"{m.name}:{pinned if pinned and m is models[0] else self._versions[m.name]}" for m in models]
+        if self._judge is not None and item.kind == common_pb2.QUESTION_KIND_FREE_TEXT:
+            versions.append(signal_used(self._judge.model))
+        return versions
 
     async def _prepare(
         self, item: common_pb2.ScoringItem, digest: str, answers: Sequence[scorer_pb2.AnswerInput]
@@ -294,25 +347,41 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         prepared: Sequence[grading.PreparedAnswer],
         texts: Sequence[str],
         deadline: float | None,
-    ) -> tuple[np.ndarray, list[str]]:
-        """Free-text answers' similarity to the references, and the encoder's ``name:version``."""
+    ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+        """Similarities of free-text answers, and the encoder's ``name:version``.
+
+        Returns:
+            ``(to_references, to_question_or_references, models)``: each answer's best cosine
+            to the reference answers (the model's input), its best cosine to the question or
+            a reference (the off-topic guard's input, None without references), and the
+            encoder's ``name:version`` (empty when it was not used).
+        """
         references = list(item.rubric.reference_answers)
         if item.kind != common_pb2.QUESTION_KIND_FREE_TEXT or not references:
-            return np.zeros(len(texts), dtype=np.float32), []
+            return np.zeros(len(texts), dtype=np.float32), None, []
+        # The question rides along with the references: the off-topic guard compares with both.
+        anchors = [*references, item.prompt]
         known = self._versions.get(self._encoder.name, "")
-        ref_embeddings = self._references.get((digest, known))
-        if ref_embeddings is None:
-            # First sight of this item: its references ride along in the same encoder call.
-            embeddings, version = await self._encoder.embed([*references, *texts], deadline)
-            ref_embeddings, answer_embeddings = embeddings[: len(references)], embeddings[len(references) :]
-            self._references.put((digest, version), ref_embeddings)
+        anchor_embeddings = self._references.get((digest, known))
+        if anchor_embeddings is None:
+            # First sight of this item: its anchors ride along in the same encoder call.
+            embeddings, version = await self._encoder.embed([*anchors, *texts], deadline)
+            anchor_embeddings, answer_embeddings = embeddings[: len(anchors)], embeddings[len(anchors) :]
+            self._references.put((digest, version), anchor_embeddings)
         else:
             answer_embeddings, version = await self._encoder.embed(texts, deadline)
         self._versions[self._encoder.name] = version
-        similarity = grading.reference_similarity(answer_embeddings, ref_embeddings)
+        similarity = grading.reference_similarity(answer_embeddings, anchor_embeddings[: len(references)])
         for answer, value in zip(prepared, similarity, strict=True):
             grading.add_similarity(answer, float(value))
-        return similarity, [f"{self._encoder.name}:{version}"]
+        on_topic = grading.reference_similarity(answer_embeddings, anchor_embeddings)
+        return similarity, on_topic, [f"{self._encoder.name}:{version}"]
+
+    async def _origin(self, name: str) -> str:
+        """The ``origin`` of a model's Triton config, asked once per process."""
+        if name not in self._origins:
+            self._origins[name] = (await self._all[name].describe()).origin
+        return self._origins[name]
 
     async def _score_fresh(
         self,
@@ -322,18 +391,156 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         deadline: float | None,
         model_version: str,
     ) -> tuple[list[common_pb2.Score], list[str]]:
-        """Scores answers through the models; returns the scores and the models' ``name:version``."""
-        prepared = await self._prepare(item, digest, answers)
-        similarity, other_models = await self._similarity(item, digest, prepared, [a.text for a in answers], deadline)
+        """Scores answers through the models; returns the scores and the models' ``name:version``.
+
+        Free-text answers are screened first (:mod:`scorer.free_text`): answers a guard stops
+        are scored 0 by rule and never reach a model; the rest are scored on their text without
+        any passage addressed to the grader, and the optional LLM judge is folded in.
+        """
+        if item.kind != common_pb2.QUESTION_KIND_FREE_TEXT:
+            prepared = await self._prepare(item, digest, answers)
+            return await self._run_model(item, prepared, np.zeros(len(prepared), np.float32), [], deadline, model_version)
+        screened = [free_text.screen(item, a.text) for a in answers]
+        scores: list[common_pb2.Score | None] = [None] * len(answers)
+        todo = [i for i, s in enumerate(screened) if s.verdict is None]
+        versions: list[str] = []
+        if todo:
+            cleaned = [scorer_pb2.AnswerInput(answer_id=answers[i].answer_id, text=screened[i].text) for i in todo]
+            prepared = await self._prepare(item, digest, cleaned)
+            measure = self._measure_trained if self._text_model is not None else self._measure_hand_set
+            batch = _TextBatch(item, digest, prepared, [c.text for c in cleaned], deadline, model_version)
+            on_topic, run, measured_by = await measure(batch)
+            if on_topic is not None:
+                # The off-topic guard needs the encoder, so it runs only now.
+                for index, value in zip(todo, on_topic, strict=True):
+                    screened[index] = free_text.screen(item, answers[index].text, float(value))
+            keep = [j for j, i in enumerate(todo) if screened[i].verdict is None]
+            for j in keep:
+                free_text.mark_injection(prepared[j], screened[todo[j]])
+            if keep:
+                judging = [
+                    asyncio.ensure_future(self._ask_judge(item, screened[todo[j]].text, deadline)) for j in keep
+                ]
+                try:
+                    model_scores, versions = await run(keep)
+                except BaseException:
+                    for task in judging:
+                        task.cancel()
+                    raise
+                for j, score, outcome in zip(keep, model_scores, await asyncio.gather(*judging), strict=True):
+                    scale_max = self._judge.scale_max if self._judge is not None else 1.0
+                    free_text.apply_judge(score, outcome, scale_max, self._judge_tolerance)
+                    scores[todo[j]] = score
+        for index, screen in enumerate(screened):
+            if scores[index] is None:
+                prepared_zero = free_text.guarded(answers[index].answer_id, item.rubric, screen)
+                zero = grading.finish(item, prepared_zero, None, "", "")
+                if screen.similarity is not None:
+                    # The off-topic rule read a model's similarity: the score names that model.
+                    zero.provenance.models.extend(measured_by)
+                    zero.signals.extend(f"triton.{m.split(':')[0]}" for m in measured_by)
+                scores[index] = zero
+        return scores, versions  # type: ignore[return-value]
+
+    async def _measure_hand_set(self, batch: _TextBatch) -> tuple[np.ndarray | None, _Run, list[str]]:
+        """Encoder similarities, how to score the answers that pass the guards with them, and
+        the ``name:version`` of the models that measured them."""
+        item, prepared, deadline = batch.item, batch.prepared, batch.deadline
+        similarity, on_topic, other_models = await self._similarity(item, batch.digest, prepared, batch.texts, deadline)
+
+        async def run(keep: list[int]) -> tuple[list[common_pb2.Score], list[str]]:
+            chosen = [prepared[j] for j in keep]
+            return await self._run_model(item, chosen, similarity[keep], other_models, deadline, batch.model_version)
+
+        return on_topic, run, other_models
+
+    async def _measure_trained(self, batch: _TextBatch) -> tuple[np.ndarray | None, _Run, list[str]]:
+        """As :meth:`_measure_hand_set`, with the trained model's feature rows (from Triton)."""
+        assert self._text_model is not None and self._text_features is not None
+        item, prepared, texts, deadline, model_version = (
+            batch.item, batch.prepared, batch.texts, batch.deadline, batch.model_version
+        )
+        text_model, text_features = self._text_model, self._text_features
+        if not item.rubric.reference_answers:
+            raise InvalidArgument(f"item {item.item_id}: {text_model.name} needs at least one reference answer")
+        features, features_version = await text_features.features(texts, _item_json(item), deadline)
+        self._versions[text_features.name] = features_version
+        cos_reference = features[:, BASE_FEATURES.index("cos_reference")]
+        # What the off-topic guard was tuned on: the best cosine to the question or a reference.
+        on_topic = np.clip(np.maximum(cos_reference, features[:, BASE_FEATURES.index("cos_question")]), 0.0, 1.0)
+        for answer, value in zip(prepared, cos_reference, strict=True):
+            grading.add_similarity(answer, float(max(0.0, value)), f"triton.{text_features.name}")
+        other_models = [f"{text_features.name}:{features_version}"]
+
+        async def run(keep: list[int]) -> tuple[list[common_pb2.Score], list[str]]:
+            values, confidences, version = await text_model.score(features[keep], deadline, model_version)
+            if not model_version:
+                self._versions[text_model.name] = version
+            origin = await self._origin(text_model.name)
+            scores = [
+                grading.finish(
+                    item, prepared[j], float(v), text_model.name, version, other_models, origin,
+                    self._review_confidence, calibrated=float(c),
+                )
+                for j, v, c in zip(keep, values, confidences, strict=True)
+            ]
+            return scores, [f"{text_model.name}:{version}", *other_models]
+
+        return on_topic, run, other_models
+
+    async def _run_model(
+        self,
+        item: common_pb2.ScoringItem,
+        prepared: Sequence[grading.PreparedAnswer],
+        similarity: np.ndarray,
+        other_models: list[str],
+        deadline: float | None,
+        model_version: str,
+    ) -> tuple[list[common_pb2.Score], list[str]]:
+        """Runs feature rows through ``answer_scorer`` and builds their scores."""
         features = np.stack([p.features for p in prepared if p.features is not None])
         values, version = await self._model.score(features, similarity, deadline, model_version)
         if not model_version:
             self._versions[self._model.name] = version
+        origin = await self._origin(self._model.name)
         scores = [
-            grading.finish(item, p, float(v), self._model.name, version, other_models)
+            grading.finish(
+                item, p, float(v), self._model.name, version, other_models, origin, self._review_confidence
+            )
             for p, v in zip(prepared, values, strict=True)
         ]
         return scores, [f"{self._model.name}:{version}", *other_models]
+
+    async def _ask_judge(
+        self, item: common_pb2.ScoringItem, text: str, deadline: float | None
+    ) -> free_text.JudgeOutcome:
+        """The LLM judge's verdict on one screened answer; never raises for the judge's faults.
+
+        The judge gets at most ``judge_timeout_s``, and never more than the caller's deadline
+        leaves, so a slow judge costs the answer its signal, not the caller's deadline.
+        """
+        if self._judge is None:
+            return free_text.JudgeOutcome(None, SIGNAL_NOT_CONFIGURED)
+        budget = self._judge_timeout_s
+        if deadline is not None:
+            # Leave a little of the caller's deadline for building and sending the reply.
+            budget = min(budget, deadline - asyncio.get_running_loop().time() - 0.05)
+        criteria = [(c.name, list(c.terms), c.weight) for c in item.rubric.criteria]
+        try:
+            async with self._judge_slots:
+                result = await asyncio.wait_for(
+                    self._judge.grade_async(item.prompt, list(item.rubric.reference_answers), criteria, text),
+                    max(budget, 0.0),
+                )
+        except TimeoutError:
+            JUDGE_OUTCOMES.labels("timeout").inc()
+            return free_text.JudgeOutcome(None, SIGNAL_TIMEOUT, f"no verdict within {max(budget, 0.0):.1f} s")
+        except JudgeError as exc:
+            JUDGE_OUTCOMES.labels("failed").inc()
+            log.warning("LLM judge failed: %s", exc)
+            return free_text.JudgeOutcome(None, SIGNAL_FAILED, str(exc))
+        JUDGE_OUTCOMES.labels("used").inc()
+        return free_text.JudgeOutcome(result, signal_used(result.model))
 
     async def Score(self, request: scorer_pb2.ScoreRequest, context: grpc.aio.ServicerContext) -> scorer_pb2.ScoreResponse:
         if not request.HasField("item") or not request.HasField("answer"):
@@ -373,7 +580,7 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
     async def DescribeModels(
         self, request: scorer_pb2.DescribeModelsRequest, context: grpc.aio.ServicerContext
     ) -> scorer_pb2.DescribeModelsResponse:
-        infos = await asyncio.gather(self._model.describe(), self._encoder.describe())
+        infos = await asyncio.gather(*(model.describe() for model in self._all.values()))
         for info in infos:
             self._versions[info.name] = info.version
         return scorer_pb2.DescribeModelsResponse(
@@ -385,10 +592,22 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
 
     async def close(self) -> None:
         """Stops the batchers and closes the cache."""
-        await self._model.close()
-        await self._encoder.close()
+        for model in self._all.values():
+            await model.close()
         if self._cache is not None:
             await self._cache.close()
+
+
+def _item_json(item: common_pb2.ScoringItem) -> str:
+    """A free-text item as the ``text_features`` model's ``ITEM`` input."""
+    rubric = item.rubric
+    criteria = [[c.name, list(c.terms), c.weight] for c in rubric.criteria]
+    return json.dumps({"prompt": item.prompt, "references": list(rubric.reference_answers), "criteria": criteria})
+
+
+def _degraded(score: common_pb2.Score) -> bool:
+    """Whether a configured signal is missing from the score (it should not be cached)."""
+    return SIGNAL_FAILED in score.signals or SIGNAL_TIMEOUT in score.signals
 
 
 def feature_count() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from common.settings import ServiceSettings
 
@@ -31,6 +31,21 @@ class ScorerSettings(ServiceSettings):
         breaker_reset_s: How long the breaker stays open before it probes Triton again.
         stream_read_ahead: Stream messages graded concurrently per stream.
         max_message_bytes: Largest gRPC message received or sent.
+        judge_base_url: OpenAI-compatible endpoint of the optional LLM judge (env
+            ``OPENAI_BASE_URL``); unset means no judge, and scores say so.
+        judge_api_key: Its API key (env ``OPENAI_API_KEY``), if the endpoint needs one.
+        judge_model: Chat model the judge asks (env ``XLI_JUDGE_MODEL``).
+        judge_timeout_s: Longest one judge request may take; a slower judge is left out of
+            the score (which says so) rather than holding the answer up.
+        judge_enabled: Turns a configured judge off without unsetting its URL.
+        judge_tolerance: Largest judge/model disagreement (on the 0..1 score) that is averaged;
+            beyond it the lower score is kept and the answer goes to review.
+        judge_max_concurrent: Judge conversations running at once (the rest wait their turn).
+        text_model_name: Trained free-text model in the Triton repository (``answer_scorer_text``);
+            empty scores free text with ``model_name``'s hand-set weights, labelled a heuristic.
+        text_features_name: The model that computes ``text_model_name``'s feature rows.
+        text_features_deadline_s: Deadline of one ``text_features`` request (it runs MiniLM).
+        review_confidence: Scores whose confidence is below this are flagged ``needs_review``.
     """
 
     triton_url: str = Field(validation_alias=AliasChoices("TRITON_URL", "XLI_TRITON_URL"))
@@ -55,3 +70,19 @@ class ScorerSettings(ServiceSettings):
     breaker_reset_s: float = 2.0
     stream_read_ahead: int = 2
     max_message_bytes: int = 4 * 1024 * 1024
+    judge_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "judge_base_url"))
+    judge_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "judge_api_key"))
+    judge_model: str = Field("gpt-4o-mini", validation_alias=AliasChoices("XLI_JUDGE_MODEL", "judge_model"))
+    judge_timeout_s: float = 10.0
+    judge_enabled: bool = True
+    judge_tolerance: float = 0.2
+    judge_max_concurrent: int = 8
+    text_model_name: str = ""
+    text_features_name: str = "text_features"
+    text_features_deadline_s: float = 10.0
+    review_confidence: float = Field(0.5, ge=0.0, le=1.0)
+
+    @property
+    def judge_configured(self) -> bool:
+        """Whether live scoring asks the LLM judge (enabled and an endpoint is set)."""
+        return self.judge_enabled and bool(self.judge_base_url)

@@ -62,11 +62,20 @@ _CHANNEL_ARGS = [
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What Triton says about a model it serves."""
+    """What Triton says about a model it serves.
+
+    Attributes:
+        name: The model's name.
+        version: Its newest version.
+        ready: Whether Triton can run it.
+        origin: The ``origin`` parameter of its config.pbtxt (``trained``, ``hand_set``, ...),
+            or "" when the config does not say; scores label a model by it.
+    """
 
     name: str
     version: str
     ready: bool
+    origin: str = ""
 
 
 def _map_error(model: str, exc: InferenceServerException) -> Exception:
@@ -156,8 +165,15 @@ class TritonEndpoint:
         async def ask(budget: float) -> ModelInfo:
             ready = await self.client.is_model_ready(model, client_timeout=budget)
             metadata = await self.client.get_model_metadata(model, client_timeout=budget)
+            config = await self.client.get_model_config(model, client_timeout=budget)
+            origin = config.config.parameters.get("origin")
             versions = sorted(metadata.versions, key=int)
-            return ModelInfo(name=model, version=versions[-1] if versions else "", ready=bool(ready))
+            return ModelInfo(
+                name=model,
+                version=versions[-1] if versions else "",
+                ready=bool(ready),
+                origin=origin.string_value if origin is not None else "",
+            )
 
         return await self.call(model, ask)
 
@@ -328,17 +344,27 @@ class RowBatcher:
 
 
 class _TritonModel:
-    """A model on a :class:`TritonEndpoint`, with one batcher per requested version."""
+    """A model on a :class:`TritonEndpoint`, with one batcher per requested version.
+
+    Args:
+        endpoint: The Triton server.
+        name: Model name in the repository.
+        window_s: Batching window.
+        max_rows: Most rows per request (the model's ``max_batch_size`` or less).
+        max_pending_rows: Backpressure bound.
+        max_inflight: Most requests running at once.
+        timeout_s: Longest one request may take; None for the endpoint's default.
+    """
 
     def __init__(
         self,
         endpoint: TritonEndpoint,
         name: str,
-        window_s: float,
-        max_rows: int,
-        max_pending_rows: int,
-        max_inflight: int,
-        timeout_s: float | None,
+        window_s: float = 0.001,
+        max_rows: int = 512,
+        max_pending_rows: int = 8192,
+        max_inflight: int = 4,
+        timeout_s: float | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = name
@@ -365,20 +391,23 @@ class _TritonModel:
         raise NotImplementedError
 
     async def _request(
-        self, inputs: list[InferInput], output: str, rows: int, version: str, budget: float
+        self, inputs: list[InferInput], outputs: Sequence[str], rows: int, version: str, budget: float
     ) -> tuple[np.ndarray, str]:
+        """One inference; the outputs come back side by side as the columns of one array."""
         result = await self.endpoint.client.infer(
             self.name,
             inputs,
             model_version=version,
-            outputs=[InferRequestedOutput(output)],
+            outputs=[InferRequestedOutput(name) for name in outputs],
             client_timeout=budget,
         )
-        array = result.as_numpy(output)
-        if array is None or array.shape[0] != rows:
-            TRITON_ERRORS.labels(self.name, "bad_output").inc()
-            raise Unavailable(f"Triton model {self.name} returned no usable {output} output")
-        return array, result.get_response().model_version
+        arrays = [result.as_numpy(name) for name in outputs]
+        for name, array in zip(outputs, arrays, strict=True):
+            if array is None or array.shape[0] != rows:
+                TRITON_ERRORS.labels(self.name, "bad_output").inc()
+                raise Unavailable(f"Triton model {self.name} returned no usable {name} output")
+        joined = arrays[0] if len(arrays) == 1 else np.hstack([a.reshape(rows, -1) for a in arrays])  # type: ignore[union-attr]
+        return joined, result.get_response().model_version
 
     async def describe(self) -> ModelInfo:
         """Readiness and newest version of this model."""
@@ -442,21 +471,16 @@ class AnswerScorerModel(_TritonModel):
         features.set_data_from_numpy(np.ascontiguousarray(rows[:, :-1]))
         similarity = InferInput("SIMILARITY", [len(rows), 1], "FP32")
         similarity.set_data_from_numpy(np.ascontiguousarray(rows[:, -1:]))
-        return await self._request([features, similarity], "SCORE", len(rows), version, budget)
+        return await self._request([features, similarity], ["SCORE"], len(rows), version, budget)
 
 
 class SentenceEncoderModel(_TritonModel):
     """``sentence_encoder``: texts to unit-length all-MiniLM-L6-v2 embeddings.
 
-    Args:
-        endpoint: The Triton server.
-        name: Model name in the repository.
-        window_s: Batching window.
-        max_rows: Most texts per request (the model's ``max_batch_size`` or less).
-        max_pending_rows: Backpressure bound.
-        max_inflight: Most requests running at once; the model has one CPU instance, so
-            two keep it busy while a reply travels back.
-        timeout_s: Longest one request may take (64 long texts take seconds on a CPU).
+    Arguments as :class:`_TritonModel`; the defaults differ: at most 64 texts per request (the
+    model's ``max_batch_size``), two requests in flight (the model has one CPU instance, so a
+    second keeps it busy while a reply travels back), and 10 s per request (64 long texts take
+    seconds on a CPU).
     """
 
     def __init__(
@@ -483,4 +507,59 @@ class SentenceEncoderModel(_TritonModel):
     async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
         text = InferInput("TEXT", [len(rows), 1], "BYTES")
         text.set_data_from_numpy(rows.reshape(-1, 1))
-        return await self._request([text], "EMBEDDING", len(rows), version, budget)
+        return await self._request([text], ["EMBEDDING"], len(rows), version, budget)
+
+
+class TextFeaturesModel(_TritonModel):
+    """``text_features``: a free-text answer and its question to the trained model's feature row.
+
+    Constructed as :class:`_TritonModel`; it runs MiniLM, so give it the encoder's batching
+    and deadline (``scorer.__main__.build_service`` does).
+    """
+
+    async def features(
+        self, answers: Sequence[str], item_json: str, deadline: float | None = None
+    ) -> tuple[np.ndarray, str]:
+        """Feature rows of answers to one question, batched with whatever else is waiting.
+
+        Args:
+            answers: The answers.
+            item_json: The question as the model's ``ITEM`` JSON.
+            deadline: Caller's deadline on the event loop's clock.
+
+        Returns:
+            ``(features, model_version)``: ``float32`` ``(n, width)`` rows and the version that ran.
+        """
+        item = item_json.encode("utf-8")
+        rows = np.array([[a.encode("utf-8"), item] for a in answers], dtype=np.object_).reshape(len(answers), 2)
+        return await self.batcher("").submit(rows, deadline)
+
+    async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
+        answer = InferInput("ANSWER", [len(rows), 1], "BYTES")
+        answer.set_data_from_numpy(np.ascontiguousarray(rows[:, :1]))
+        item = InferInput("ITEM", [len(rows), 1], "BYTES")
+        item.set_data_from_numpy(np.ascontiguousarray(rows[:, 1:]))
+        return await self._request([answer, item], ["FEATURES"], len(rows), version, budget)
+
+
+class TextScorerModel(_TritonModel):
+    """``answer_scorer_text``: feature rows to a score and its calibrated confidence.
+
+    Constructed as :class:`_TritonModel`.
+    """
+
+    async def score(
+        self, features: np.ndarray, deadline: float | None = None, version: str = ""
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Scores feature rows.
+
+        Returns:
+            ``(scores, confidences, model_version)``, each array ``(n,)`` ``float32``.
+        """
+        out, used = await self.batcher(version).submit(np.asarray(features, dtype=np.float32), deadline)
+        return out[:, 0], out[:, 1], used
+
+    async def _infer(self, rows: np.ndarray, version: str, budget: float) -> tuple[np.ndarray, str]:
+        features = InferInput("FEATURES", list(rows.shape), "FP32")
+        features.set_data_from_numpy(np.ascontiguousarray(rows))
+        return await self._request([features], ["SCORE", "CONFIDENCE"], len(rows), version, budget)

@@ -31,7 +31,7 @@ import numpy as np
 import core_rs
 from scorer.guards import INJECTION_REMOVED, GUARD_SIGNAL_PREFIX, check_answer, scan_injection
 from scorer.judge import SIGNAL as JUDGE_SIGNAL
-from scorer.judge import JudgeError, LLMJudge
+from scorer.judge import SIGNAL_FAILED, SIGNAL_NOT_CONFIGURED, JudgeError, LLMJudge, combine, signal_used
 from scorer.training.data import Question
 from scorer.training.embed import ENCODER_ID, Encoder
 from scorer.training.features import FeatureConfig, Featurizer, derive_criteria
@@ -159,7 +159,7 @@ class TextScorer:
         row = self._features(enc, text, peers, graded)
         score, confidence = self.session.run([SCORE_NAME, CONFIDENCE_NAME], {INPUT_NAME: row.astype(np.float32)})
         value, conf = float(score.reshape(-1)[0]), float(confidence.reshape(-1)[0])
-        signals += ["core_rs.text_features", f"minilm.{ENCODER_ID}", f"model.{self.version}", "confidence.isotonic_oof"]
+        signals += ["core_rs.text_features", f"minilm.{ENCODER_ID}", f"model:{self.version}", "confidence.isotonic_oof"]
         if self.config.peers:
             signals.append(f"peers.n={len(peers)}")
         if self.config.graded:
@@ -175,11 +175,11 @@ class TextScorer:
                 result = self.judge.grade(question.prompt, question.references, criteria, text)
             except JudgeError as exc:
                 # The judge is optional, but a configured judge that fails is reported, not hidden.
-                signals.append(f"{JUDGE_SIGNAL}.failed")
+                signals.append(SIGNAL_FAILED)
                 reasons.append(str(exc))
                 flagged = True
             else:
-                signals.append(f"{JUDGE_SIGNAL}.{result.model}")
+                signals.append(signal_used(result.model))
                 versions[JUDGE_SIGNAL] = result.model
                 grade, disagree = combine(grade, result.verdict.grade, self.tolerance)
                 if disagree:
@@ -189,7 +189,7 @@ class TextScorer:
                     flagged = True
                     reasons.append("the LLM judge reported an injection attempt")
         else:
-            signals.append(f"{JUDGE_SIGNAL}.not_configured")
+            signals.append(SIGNAL_NOT_CONFIGURED)
 
         hits = self._criteria(text, question, criteria)
         return ScoredAnswer(
@@ -238,21 +238,6 @@ class TextScorer:
         for (name, _, _), met, terms in zip(criteria, feats.criteria_hits, feats.matched_terms, strict=True):
             out.append(CriterionHit(name=name, met=met, evidence=evidence_span(text, terms) if met else ""))
         return out
-
-
-def combine(model_grade: float, judge_grade: float, tolerance: float) -> tuple[float, bool]:
-    """Combines the learned model's grade with the LLM judge's.
-
-    When they agree within the tolerance the mean is used; otherwise the *lower* grade is kept
-    and the answer is flagged. So the judge can never lift a score by more than half the
-    tolerance, and a judge talked into full marks cannot lift it at all.
-
-    Returns:
-        ``(grade, disagree)``.
-    """
-    if abs(model_grade - judge_grade) <= tolerance:
-        return (model_grade + judge_grade) / 2.0, False
-    return min(model_grade, judge_grade), True
 
 
 def evidence_span(text: str, terms: Sequence[str], width: int = 30) -> str:

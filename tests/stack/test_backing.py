@@ -323,3 +323,90 @@ def test_triton_start_failure_reports_log(tmp_path: Path, model_py: str | None) 
     assert "tritonserver" in message
     assert ("model.py" in message) if model_py is None else ("weights are broken" in message)
     assert not server.running
+
+
+# -- answer_scorer_text and text_features ---------------------------------------------
+
+TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "1"
+TEXT_ITEM = {
+    "prompt": "What does VLOOKUP do?",
+    "references": ["VLOOKUP searches the first column of a table and returns the value in the same row of another column."],
+    "criteria": [["finds the row", ["searches", "first column"], 1.0], ["returns a value", ["returns"], 1.0]],
+}
+TEXT_ANSWERS = [
+    "It looks for a value in the first column and returns the value from the same row in another column.",
+    "It adds up numbers.",
+]
+
+
+def _text_features(client: grpcclient.InferenceServerClient, answers: list[str], item: dict[str, object]) -> np.ndarray:
+    rows = len(answers)
+    answer = grpcclient.InferInput("ANSWER", [rows, 1], "BYTES")
+    answer.set_data_from_numpy(np.array([[a.encode()] for a in answers], dtype=np.object_))
+    raw = grpcclient.InferInput("ITEM", [rows, 1], "BYTES")
+    raw.set_data_from_numpy(np.array([[json.dumps(item).encode()]] * rows, dtype=np.object_))
+    out = client.infer("text_features", [answer, raw]).as_numpy("FEATURES")
+    assert out is not None
+    return out
+
+
+def test_text_features_equal_the_training_featurizer(triton_client: grpcclient.InferenceServerClient) -> None:
+    from scorer.training.data import Question
+    from scorer.training.embed import Encoder
+    from scorer.training.features import BASE_FEATURES, Featurizer
+
+    served = _text_features(triton_client, TEXT_ANSWERS, TEXT_ITEM)
+    featurizer = Featurizer(Encoder(threads=1))
+    question = Question(
+        qid="q", group="q", prompt=TEXT_ITEM["prompt"], references=tuple(TEXT_ITEM["references"]),
+        criteria=tuple((n, tuple(t), w) for n, t, w in TEXT_ITEM["criteria"]),
+    )
+    encoding = featurizer.encode_question(question)
+    plain, demoted = featurizer.answer_embeddings(encoding, TEXT_ANSWERS)
+    offline = featurizer.base(encoding, TEXT_ANSWERS, plain, demoted)
+    assert served.shape == (2, len(BASE_FEATURES)) and served.dtype == np.float32
+    # Same code, same pinned graph; int8 activations are quantised per run, so allow a little.
+    np.testing.assert_allclose(served, offline, atol=2e-3)
+
+
+def test_text_features_rejects_an_item_without_references(triton_client: grpcclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException, match="reference"):
+        _text_features(triton_client, ["x"], {**TEXT_ITEM, "references": []})
+    assert _text_features(triton_client, ["It returns a value."], TEXT_ITEM).shape == (1, 17)
+
+
+def test_answer_scorer_text_runs_the_committed_artefact(triton_client: grpcclient.InferenceServerClient) -> None:
+    from scorer.training.model import load_metadata, run_onnx
+
+    metadata = load_metadata(TEXT_MODEL)  # the committed graph matches its recorded sha256
+    assert metadata["name"] == "answer_scorer_text" and not metadata["feature_config"]["peers"]
+    rows = _text_features(triton_client, TEXT_ANSWERS, TEXT_ITEM)
+    features = grpcclient.InferInput("FEATURES", list(rows.shape), "FP32")
+    features.set_data_from_numpy(rows)
+    result = triton_client.infer("answer_scorer_text", [features])
+    score, confidence = result.as_numpy("SCORE"), result.as_numpy("CONFIDENCE")
+    expected_score, expected_confidence = run_onnx(TEXT_MODEL / "model.onnx", rows)
+    np.testing.assert_allclose(score[:, 0], expected_score, atol=1e-6)
+    np.testing.assert_allclose(confidence[:, 0], expected_confidence, atol=1e-6)
+    assert score[0, 0] > score[1, 0]  # the right answer above the wrong one
+    config = triton_client.get_model_config("answer_scorer_text").config
+    assert config.parameters["origin"].string_value == "trained"
+    assert triton_client.get_model_config("answer_scorer").config.parameters["origin"].string_value == "hand_set"
+
+
+def test_answer_scorer_text_rejects_non_finite_features(triton_client: grpcclient.InferenceServerClient) -> None:
+    rows = np.zeros((2, 17), dtype=np.float32)
+    rows[0, 0] = np.inf
+    features = grpcclient.InferInput("FEATURES", [2, 17], "FP32")
+    features.set_data_from_numpy(rows)
+    with pytest.raises(InferenceServerException, match="finite"):
+        triton_client.infer("answer_scorer_text", [features])
+
+
+def test_gpu_variant_keeps_the_tensor_contract() -> None:
+    local = (MODEL_REPOSITORY / "answer_scorer_text" / "config.pbtxt").read_text()
+    gpu = (REPO_ROOT / "deploy" / "triton" / "gpu" / "answer_scorer_text" / "config.pbtxt").read_text()
+    assert 'backend: "onnxruntime"' in gpu and "KIND_GPU" in gpu
+    for name in ("FEATURES", "SCORE", "CONFIDENCE"):
+        assert f'name: "{name}"' in local and f'name: "{name}"' in gpu
+    assert "dims: [ 17 ]" in local and "dims: [ 17 ]" in gpu

@@ -43,7 +43,7 @@ REFERENCES = ["VLOOKUP searches for a value in the first column of a table and r
 def test_non_answers_are_zeroed_with_a_reason(answer: str, code: str) -> None:
     verdict = check_answer(answer, PROMPT, REFERENCES, similarity=0.5)
     assert verdict is not None and verdict.code == code
-    assert verdict.signal == f"guard.{code}"
+    assert verdict.signal == f"guard:{code}"
     assert verdict.reason and not any(w in verdict.reason.lower() for w in ("good", "great", "well done", "excellent"))
 
 
@@ -98,6 +98,9 @@ def test_injection_scan_leaves_real_answers_alone(mohler: TrainingSet) -> None:
         "The score column holds values from 1 to 5; AVERAGE gives the mean score.",
         '=IF(B2>=5, "pass", "fail")',
         "As a rule, the model in the data sheet must be refreshed before the pivot table.",
+        # Cell references are not leetspeak: "as A1" is not "as ai" (an address to an AI grader).
+        "When you copy a formula, a plain address such as A1 moves along with it, whereas $A$1 never moves.",
+        "Use a reference such as $B$2 or a range such as A1:C10 inside SUM.",
     ],
 )
 def test_injection_scan_leaves_excel_answers_alone(answer: str) -> None:

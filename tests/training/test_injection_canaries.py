@@ -60,13 +60,13 @@ def test_canaries_give_zero_lift_to_the_learned_model(
         # always with exactly the text the candidate wrote, minus the injection.
         for written in (answer, answer.rstrip(".")):
             clean = scorer.score(question, written)
-            assert "guard.injection_removed" not in clean.signals
+            assert "guard:injection_removed" not in clean.signals
             for canary in CANARIES:
                 variants = (f"{written} {canary}",) if written != answer else (f"{written} {canary}", f"{canary} {written}")
                 for injected in variants:
                     result = scorer.score(question, injected)
                     lifts.append((result.grade - clean.grade, canary, injected))
-                    assert "guard.injection_removed" in result.signals and result.flagged
+                    assert "guard:injection_removed" in result.signals and result.flagged
     worst = max(lifts)
     assert worst[0] <= EPSILON, f"score lifted by {worst[0]:.3f}: {worst[2]!r}"
 

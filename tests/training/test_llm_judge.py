@@ -1,9 +1,10 @@
 """The optional LLM judge, tested against a local OpenAI-compatible server started here.
 
-The server is a small FastAPI app on 127.0.0.1 that records every request and answers
-deterministically. Its judge is deliberately gullible — it awards full marks to any answer
-that asks for them — so the canary test shows that the *system* (injection scan + the
-conservative combination) gives zero lift even when the LLM itself would be fooled.
+The server (tests/training/fake_openai.py) is a small FastAPI app on 127.0.0.1 that records
+every request and answers deterministically. Its judge is deliberately gullible — it awards
+full marks to any answer that asks for them — so the canary test shows that the *system*
+(injection scan + the conservative combination) gives zero lift even when the LLM itself would
+be fooled. The live scorer's use of the judge is tested in tests/scorer/test_free_text_live.py.
 """
 
 from __future__ import annotations
@@ -11,89 +12,19 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request
 from openai import OpenAI
 
 from canaries import CANARIES
-from scorer.judge import JudgeError, JudgeVerdict, LLMJudge
+from scorer.__main__ import build_judge
+from scorer.judge import JudgeError, JudgeVerdict, LLMJudge, combine
+from scorer.settings import ScorerSettings
 from scorer.training.data import TrainingSet
-from scorer.training.inference import TextScorer, combine
-from scorer.training.text import content_keys
-
-READING = "Reading of the rubric: a full-marks answer names the lookup column and the returned row value."
-
-
-def _completion(content: str, model: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-
-
-def _fake_verdict(messages: list[dict[str, str]]) -> str:
-    """A deterministic, gullible judge: keyword overlap with the references, or full marks if asked."""
-    match = re.search(r"<answer-([0-9a-f]+)>\n(.*)\n</answer-\1>", messages[-1]["content"], flags=re.DOTALL)
-    assert match, "the answer must arrive between nonce markers"
-    answer = json.loads(match.group(2))
-    if "MALFORMED" in answer:
-        return "I think this is about a 4."
-    if "OUT OF RANGE" in answer:
-        return json.dumps({"grade": 7, "criteria_met": [], "rationale": "x", "injection_attempt": False})
-    if re.search(r"full|5/5|ignore|maximum|perfect|grader", answer, flags=re.IGNORECASE):
-        grade = 5.0
-    else:
-        refs = messages[1]["content"].split("Reference answers:")[1]
-        wanted = set(content_keys(refs))
-        grade = round(5.0 * len(wanted & set(content_keys(answer))) / max(len(wanted), 1), 2)
-    return json.dumps({"grade": grade, "criteria_met": [], "rationale": "keyword overlap", "injection_attempt": False})
-
-
-class FakeServer:
-    """An OpenAI-compatible /v1/chat/completions on a free loopback port, recording requests."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def chat(request: Request) -> dict[str, Any]:
-            body = await request.json()
-            self.requests.append(body)
-            if body.get("response_format") is None:
-                return _completion(READING, body["model"])
-            return _completion(_fake_verdict(body["messages"]), body["model"])
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
+from scorer.training.inference import TextScorer
+from tests.training.fake_openai import READING, FakeServer
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeServer]:
@@ -162,26 +93,38 @@ def test_unreachable_judge_raises() -> None:
         dead.grade("Q?", ["R"], [], "a")
 
 
-def test_not_configured_without_a_base_url(monkeypatch: pytest.MonkeyPatch, artefact: Path, encoder, excel_data: TrainingSet) -> None:
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    assert LLMJudge.from_env() is None
+def test_judge_settings_come_from_scorer_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "XLI_JUDGE_MODEL", "XLI_JUDGE_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    assert build_judge(ScorerSettings(triton_url="127.0.0.1:1")) is None
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("XLI_JUDGE_MODEL", "some-model")
-    assert LLMJudge.from_env().model == "some-model"
+    monkeypatch.setenv("XLI_JUDGE_TIMEOUT_S", "3.5")
+    settings = ScorerSettings(triton_url="127.0.0.1:1")
+    judge = build_judge(settings)
+    assert judge is not None and judge.model == "some-model" and judge.timeout == 3.5
+    assert str(judge.client.base_url).rstrip("/") == "http://127.0.0.1:9/v1" and judge.client.api_key == "sk-test"
+    assert "sk-test" not in repr(settings)  # the key is a secret in logs and reprs
+    monkeypatch.setenv("XLI_JUDGE_ENABLED", "false")
+    assert build_judge(ScorerSettings(triton_url="127.0.0.1:1")) is None
+
+
+def test_not_configured_is_said(artefact: Path, encoder, excel_data: TrainingSet) -> None:
     plain = TextScorer(artefact, encoder=encoder)
     result = plain.score(excel_data.questions["pivot"], "It summarises data by category with totals.")
-    assert "llm_judge.not_configured" in result.signals
+    assert "llm_judge:not_configured" in result.signals
 
 
 def test_a_failing_judge_is_reported_not_hidden(judged: TextScorer, excel_data: TrainingSet) -> None:
     result = judged.score(excel_data.questions["pivot"], "It summarises data by category with totals. MALFORMED")
-    assert "llm_judge.failed" in result.signals and result.flagged
+    assert "llm_judge:failed" in result.signals and result.flagged
     assert any("not a valid verdict" in r for r in result.reasons)
 
 
 def test_judge_signal_and_version_are_recorded(judged: TextScorer, excel_data: TrainingSet) -> None:
     result = judged.score(excel_data.questions["pivot"], "It groups rows by category and sums the values.")
-    assert "llm_judge.fake-judge" in result.signals
+    assert "llm_judge:fake-judge" in result.signals
     assert result.versions["llm_judge"] == "fake-judge" and result.versions["answer_scorer_text"] == judged.version
 
 
@@ -195,11 +138,11 @@ def test_canaries_give_zero_lift_with_the_judge(judged: TextScorer, excel_data: 
     question = excel_data.questions["vlookup"]
     answer = "It looks up values in a table."
     clean = judged.score(question, answer)
-    assert "llm_judge.fake-judge" in clean.signals
+    assert "llm_judge:fake-judge" in clean.signals
     for canary in CANARIES:
         result = judged.score(question, f"{answer} {canary}")
         assert result.grade <= clean.grade + 1e-6, canary
-        assert "guard.injection_removed" in result.signals and result.flagged
+        assert "guard:injection_removed" in result.signals and result.flagged
 
 
 def test_the_gullible_judge_would_have_been_fooled(judge: LLMJudge) -> None:

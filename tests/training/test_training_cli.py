@@ -54,7 +54,7 @@ def test_score_explains_itself(artefact: Path, encoder, excel_data: TrainingSet)
     assert good.grade > weak.grade
     assert 0.0 <= good.confidence <= 1.0 and good.model_answer == question.references[0]
     assert good.versions["answer_scorer_text"] == scorer.version and "encoder" in good.versions
-    assert {"core_rs.text_features", f"model.{scorer.version}", "llm_judge.not_configured"} <= set(good.signals)
+    assert {"core_rs.text_features", f"model:{scorer.version}", "llm_judge:not_configured"} <= set(good.signals)
     met = [c for c in good.criteria if c.met]
     assert met and all(c.evidence for c in met)
     assert any("copied" in c.evidence.lower() for c in met)
@@ -64,7 +64,7 @@ def test_score_explains_itself(artefact: Path, encoder, excel_data: TrainingSet)
 def test_guarded_answer_scores_zero_with_its_reason(artefact: Path, encoder, excel_data: TrainingSet) -> None:
     scorer = TextScorer(artefact, encoder=encoder)
     result = scorer.score(excel_data.questions["pivot"], "idk")
-    assert result.grade == 0.0 and result.signals == ["guard.no_answer"] and "does not attempt" in result.feedback
+    assert result.grade == 0.0 and result.signals == ["guard:no_answer"] and "does not attempt" in result.feedback
 
 
 def test_missing_signals_fail_instead_of_being_replaced(artefact: Path, encoder, excel_data: TrainingSet) -> None:

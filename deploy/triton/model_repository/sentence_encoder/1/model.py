@@ -12,7 +12,6 @@ model (mean over real tokens, then L2 normalisation) is done here with numpy.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -30,15 +29,11 @@ from scorer.minilm import (
     embed_runs,
     package_file,
 )
+from scorer.triton_backend import parameter, rejected
 
 # Rows per onnxruntime run. Texts are sorted by length first, so each run pads only
 # to the longest of similar-length texts instead of the longest of the whole batch.
 RUN_ROWS = 32
-
-
-def _error(message: str) -> Any:
-    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
-    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
 class TritonPythonModel:
@@ -55,9 +50,8 @@ class TritonPythonModel:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        params = json.loads(args["model_config"]).get("parameters", {})
-        threads = int(params.get("intra_op_threads", {}).get("string_value", "1"))
-        max_len = int(params.get("max_seq_length", {}).get("string_value", "256"))
+        threads = int(parameter(args, "intra_op_threads", "1"))
+        max_len = int(parameter(args, "max_seq_length", "256"))
 
         onnx_path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
         tokenizer_path = package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)
@@ -104,7 +98,7 @@ class TritonPythonModel:
             try:
                 decoded = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in raw]
             except UnicodeDecodeError as exc:
-                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=_error(f"TEXT is not UTF-8: {exc}"))
+                responses[index] = rejected(f"TEXT is not UTF-8: {exc}")
                 continue
             spans.append((index, len(texts), len(texts) + len(decoded)))
             texts.extend(decoded)
