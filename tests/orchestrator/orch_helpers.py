@@ -4,14 +4,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.grpc_server import create_server
 from orchestrator.app import Orchestrator
 from orchestrator.settings import OrchestratorSettings
 from xlinterview.v1 import common_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def orchestrator_env(**values: str) -> dict[str, str]:
+    """Our environment without backing URLs or ``XLI_`` settings, plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("XLI_")}
+    env["PYTHONPATH"] = str(REPO)
+    env.update(values)
+    return env
+
+
+async def spawn_orchestrator(*, capture_output: bool = True, **env: str) -> asyncio.subprocess.Process:
+    """``python -m orchestrator`` as a child process with ``env`` added to :func:`orchestrator_env`.
+
+    Args:
+        capture_output: Pipe stdout and stderr (for the test to read); else discard them.
+        **env: Environment variables, e.g. ``DATABASE_URL``.
+    """
+    output = asyncio.subprocess.PIPE if capture_output else asyncio.subprocess.DEVNULL
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "orchestrator", cwd=REPO, env=orchestrator_env(**env), stdout=output, stderr=output
+    )
+
+
+async def wait_until_serving(proc: asyncio.subprocess.Process, address: str, timeout_s: float = 30) -> None:
+    """Waits for the process's health check to say SERVING; fails the test if it exits first."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service="xlinterview.v1.Orchestrator")
+        check = asyncio.ensure_future(
+            health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout_s, wait_for_ready=True)
+        )
+        exited = asyncio.ensure_future(proc.wait())
+        await asyncio.wait([check, exited], return_when=asyncio.FIRST_COMPLETED)
+        if exited.done():
+            check.cancel()
+            stderr = await proc.stderr.read() if proc.stderr is not None else b""
+            pytest.fail(f"orchestrator exited with {proc.returncode}: {stderr.decode()[-3000:]}")
+        exited.cancel()
+        assert (await check).status == health_pb2.HealthCheckResponse.SERVING
 
 
 class FakeScorer(scorer_pb2_grpc.ScorerServicer):

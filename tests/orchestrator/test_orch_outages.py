@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orch_helpers import TcpProxy, running_orchestrator
+from orch_helpers import TcpProxy, running_orchestrator, spawn_orchestrator, wait_until_serving
 from stack.backing import free_port
 from xlinterview.v1 import orchestrator_pb2 as pb
 from xlinterview.v1 import orchestrator_pb2_grpc
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 async def expect_unavailable(call, within_s: float) -> str:  # type: ignore[no-untyped-def]
@@ -82,41 +77,17 @@ async def test_database_outage_is_unavailable_never_a_hang(make_settings, postgr
         await proxy.close()
 
 
-def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("XLI_")}
-    env["PYTHONPATH"] = str(REPO)
-    env.update(values)
-    return env
-
-
 async def test_runs_as_a_process_and_stops_on_sigterm(postgres, redis_server, fake_scorer) -> None:  # type: ignore[no-untyped-def]
     address = f"127.0.0.1:{free_port()}"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator",
-        cwd=REPO,
-        env=_env(
-            DATABASE_URL=postgres.url,
-            REDIS_URL=redis_server.url,
-            XLI_SCORER_ADDRESS=f"127.0.0.1:{fake_scorer[1]}",
-            XLI_ORCHESTRATOR_ADDRESS=address,
-        ),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    proc = await spawn_orchestrator(
+        DATABASE_URL=postgres.url,
+        REDIS_URL=redis_server.url,
+        XLI_SCORER_ADDRESS=f"127.0.0.1:{fake_scorer[1]}",
+        XLI_ORCHESTRATOR_ADDRESS=address,
     )
     try:
+        await wait_until_serving(proc, address)
         async with grpc.aio.insecure_channel(address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service="xlinterview.v1.Orchestrator")
-            check = asyncio.ensure_future(health.Check(request, timeout=30, wait_for_ready=True))
-            exited = asyncio.ensure_future(proc.wait())
-            await asyncio.wait([check, exited], return_when=asyncio.FIRST_COMPLETED)
-            if exited.done():
-                check.cancel()
-                stderr = await proc.stderr.read()  # type: ignore[union-attr]
-                pytest.fail(f"orchestrator exited with {proc.returncode}: {stderr.decode()[-3000:]}")
-            exited.cancel()
-            reply = await check
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
             stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
             started = await stub.StartInterview(pb.StartInterviewRequest(candidate_name="Process"), timeout=10)
             assert started.question.position == 1
@@ -131,13 +102,7 @@ async def test_runs_as_a_process_and_stops_on_sigterm(postgres, redis_server, fa
 
 
 async def test_missing_database_url_is_a_clear_error() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator",
-        cwd=REPO,
-        env=_env(REDIS_URL="redis://127.0.0.1:1/0", XLI_LOG_JSON="false"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await spawn_orchestrator(REDIS_URL="redis://127.0.0.1:1/0", XLI_LOG_JSON="false")
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2, stderr.decode()[-3000:]
     assert b"DATABASE_URL" in stderr and b"REDIS_URL" not in stderr

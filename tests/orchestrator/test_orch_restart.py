@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +12,9 @@ from contextlib import asynccontextmanager
 import asyncpg
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from orch_helpers import FakeScorer, running_orchestrator
+from orch_helpers import FakeScorer, running_orchestrator, spawn_orchestrator, wait_until_serving
 from stack.backing import free_port
-from test_orch_outages import REPO, _env
 from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
 from xlinterview.v1 import orchestrator_pb2_grpc
 
@@ -30,22 +27,15 @@ def answer_for(question: pb.Question) -> str:
 
 @asynccontextmanager
 async def orchestrator_process(postgres, redis_server, scorer_port: int, address: str) -> AsyncIterator[asyncio.subprocess.Process]:  # type: ignore[no-untyped-def]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator",
-        cwd=REPO,
-        env=_env(
-            DATABASE_URL=postgres.url,
-            REDIS_URL=redis_server.url,
-            XLI_SCORER_ADDRESS=f"127.0.0.1:{scorer_port}",
-            XLI_ORCHESTRATOR_ADDRESS=address,
-        ),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+    proc = await spawn_orchestrator(
+        capture_output=False,
+        DATABASE_URL=postgres.url,
+        REDIS_URL=redis_server.url,
+        XLI_SCORER_ADDRESS=f"127.0.0.1:{scorer_port}",
+        XLI_ORCHESTRATOR_ADDRESS=address,
     )
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            request = health_pb2.HealthCheckRequest(service="xlinterview.v1.Orchestrator")
-            await health_pb2_grpc.HealthStub(channel).Check(request, timeout=30, wait_for_ready=True)
+        await wait_until_serving(proc, address)
         yield proc
     finally:
         if proc.returncode is None:
