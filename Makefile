@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core bench-load
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core bench-load bench-gateway
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
@@ -97,6 +97,12 @@ bench-core: install
 # writes the load section of benchmarks/README.md and the plots in benchmarks/load/ (~4 min).
 bench-load: install
 	$(BIN)/python benchmarks/load/run.py
+
+# Gateway throughput with wrk (from Debian) against the stack, beside a bare FastAPI -> grpc.aio reference;
+# updates the gateway section of benchmarks/README.md (~3 min).
+bench-gateway: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "error: install wrk (apt-get install wrk)" >&2; exit 1; }
+	$(BIN)/python benchmarks/gateway/bench_gateway.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) target xlinterview core_rs/*.so

@@ -1,0 +1,350 @@
+"""Gateway throughput with wrk, side by side with a reference REST -> gRPC pair, in one run.
+
+Starts the whole stack on embedded defaults in a temporary directory (``stack.runner.Stack``),
+and the reference pair of ``reference.py`` (a bare FastAPI endpoint forwarding to a grpc.aio
+echo, under the gateway's uvicorn options). Seeds interviews through the admin API, accepts
+their invites as candidates, then runs wrk (a C load generator, so the client costs little
+CPU) one phase after another:
+
+1. ``reference``: ``GET /ref`` on the reference pair;
+2. ``get question``: ``GET /api/v1/sessions/{id}/question`` over all the seeded sessions;
+3. ``submit formula``: ``POST /api/v1/sessions/{id}/answers`` with the item's reference
+   formula, each session answered once (its first question is a formula item), so every
+   request stores a new answer, scores it through the scorer and Triton, and chooses the
+   next question (gateway -> orchestrator -> scorer -> PostgreSQL).
+
+For each phase it reports requests/s, p50/p99, errors, and CPU µs per request of every
+process (from psutil CPU times before and after the phase), and writes the ``gateway``
+section of benchmarks/README.md.
+
+    make bench-gateway
+    .venv/bin/python benchmarks/gateway/bench_gateway.py --duration 5 --no-readme   # a smoke run
+
+Not a test: the figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+sys.path[:0] = [str(REPO_ROOT / "benchmarks" / "load"), str(REPO_ROOT)]
+
+from orchestrator.bank import FormulaItem, load_bank  # noqa: E402
+from orchestrator.settings import DEFAULT_BANK_DIR  # noqa: E402
+from procstats import group_of  # noqa: E402
+from report import write_section  # noqa: E402
+from run import RATE_LIMIT_ENV, REMOTE_ENV, code_state, machine, seed  # noqa: E402
+from stack.backing import free_port  # noqa: E402
+from stack.runner import Stack  # noqa: E402
+from stack.settings import StackSettings  # noqa: E402
+
+README = REPO_ROOT / "benchmarks" / "README.md"
+SECTION = "gateway"
+# wrk's Lua done() prints one JSON line after this marker.
+MARKER = "XLI-RESULT "
+DONE_LUA = f"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{MARKER}{{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"errors": %d, "non_2xx": %d}}\\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+@dataclass
+class Candidate:
+    """One accepted invite: the session, its token and its first question."""
+
+    session_id: str
+    token: str
+    item_id: str
+    kind: str
+
+
+@dataclass
+class Phase:
+    """What wrk and psutil measured in one phase."""
+
+    name: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_s: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def cpu_us_per_request(self, group: str) -> float:
+        return 1e6 * self.cpu_s.get(group, 0.0) / max(self.requests, 1)
+
+
+def _group(process: psutil.Process) -> str | None:
+    try:
+        argv = process.cmdline()
+        if process.name() == "wrk":
+            return "wrk"
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    if any(part.endswith("reference.py") for part in argv[:2]):
+        return "reference " + argv[2]
+    return group_of(process)
+
+
+def cpu_by_group() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by every descendant of this process, per group."""
+    totals: dict[str, float] = {}
+    for process in psutil.Process().children(recursive=True):
+        group = _group(process)
+        if group is None:
+            continue
+        try:
+            times = process.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        totals[group] = totals.get(group, 0.0) + times.user + times.system
+    return totals
+
+
+async def accept_all(base_url: str, tokens: list[str], concurrency: int = 8) -> list[Candidate]:
+    """Accepts each invite as its candidate would."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def accept(invite: str) -> Candidate:
+            async with gate:
+                reply = await client.post("/api/v1/invites/accept", json={"invite_token": invite})
+                reply.raise_for_status()
+                body = reply.json()
+                return Candidate(body["session"]["session_id"], body["access_token"],
+                                 body["question"]["item_id"], body["question"]["kind"])
+
+        return list(await asyncio.gather(*(accept(t) for t in tokens)))
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid Lua string literal for this data
+
+
+def question_script(candidates: list[Candidate]) -> str:
+    """wrk script: each request reads the current question of the next session, round robin."""
+    rows = ",\n".join(f"{{{_lua_string(c.session_id)}, {_lua_string(c.token)}}}" for c in candidates)
+    return f"""
+local sessions = {{
+{rows}
+}}
+local i = 0
+request = function()
+  i = i % #sessions + 1
+  local s = sessions[i]
+  return wrk.format("GET", "/api/v1/sessions/" .. s[1] .. "/question", {{["Authorization"] = "Bearer " .. s[2]}})
+end
+""" + DONE_LUA
+
+
+def submit_script(candidates: list[Candidate], references: dict[str, str], threads: int) -> str:
+    """wrk script: each thread answers its own slice of sessions, each session once."""
+    rows = []
+    for c in candidates:
+        body = json.dumps({"item_id": c.item_id, "answer": references[c.item_id],
+                           "idempotency_key": uuid.uuid4().hex})
+        rows.append(f"{{{_lua_string(c.session_id)}, {_lua_string(c.token)}, {_lua_string(body)}}}")
+    return f"""
+local sessions = {{
+{",".join(rows)}
+}}
+local threads = {threads}
+local counter = 0
+setup = function(thread)
+  thread:set("offset", counter)
+  counter = counter + 1
+end
+local n = 0
+request = function()
+  -- Thread k takes sessions k+1, k+1+threads, ...: disjoint, so no session is answered twice.
+  local index = offset + 1 + n * threads
+  n = n + 1
+  if index > #sessions then
+    -- Out of fresh sessions: this request is a replay and counts as one; the report says so.
+    index = offset + 1
+  end
+  local s = sessions[index]
+  return wrk.format("POST", "/api/v1/sessions/" .. s[1] .. "/answers",
+    {{["Authorization"] = "Bearer " .. s[2], ["Content-Type"] = "application/json"}}, s[3])
+end
+""" + DONE_LUA
+
+
+def run_wrk(name: str, url: str, script: str, args: argparse.Namespace, work: Path) -> Phase:
+    """One wrk phase with the CPU times of every process around it."""
+    path = work / f"{name.replace(' ', '_')}.lua"
+    path.write_text(script)
+    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--timeout", "10s",
+               "-s", str(path), url]
+    before = cpu_by_group()
+    waited_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    after = cpu_by_group()
+    waited_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # wrk has exited by now, so it is no longer a child psutil sees; the waited-for
+    # children's usage grew by wrk's alone (the services are still running).
+    after["wrk"] = (waited_after.ru_utime - waited_before.ru_utime) + (waited_after.ru_stime - waited_before.ru_stime)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
+    if done.returncode != 0 or line is None:
+        sys.exit(f"wrk failed in phase {name!r}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    result = json.loads(line[len(MARKER):])
+    return Phase(
+        name=name,
+        requests=result["requests"],
+        seconds=result["duration_us"] / 1e6 or seconds,
+        p50_ms=result["p50_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        errors=result["errors"] + result["non_2xx"],
+        cpu_s={g: after.get(g, 0.0) - before.get(g, 0.0) for g in after},
+    )
+
+
+@contextmanager
+def reference_pair(work: Path) -> Iterator[str]:
+    """Starts the echo and the forwarding endpoint; yields the endpoint's base URL."""
+    echo_port, http_port = free_port(), free_port()
+    script = str(HERE / "reference.py")
+    logs = (work / "reference.log").open("wb")
+    processes = [
+        subprocess.Popen([sys.executable, script, "echo", "--port", str(echo_port)], stdout=logs, stderr=logs),
+        subprocess.Popen([sys.executable, script, "http", "--port", str(http_port), "--echo",
+                          f"127.0.0.1:{echo_port}"], stdout=logs, stderr=logs),
+    ]
+    base = f"http://127.0.0.1:{http_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/ref", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+                sys.exit(f"the reference pair did not start; see {work / 'reference.log'}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        logs.close()
+
+
+def table(phases: list[Phase], reference: Phase) -> str:
+    """Throughput and latency per phase, and CPU µs per request per process."""
+    groups = sorted({g for p in phases for g, s in p.cpu_s.items() if s > 0.01 * p.seconds})
+    lines = [
+        "| phase | requests/s | vs reference | p50 ms | p99 ms | errors | " + " | ".join(groups) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(groups),
+    ]
+    for p in phases:
+        cpu = " | ".join(f"{p.cpu_us_per_request(g):,.0f}" for g in groups)
+        lines.append(f"| {p.name} | {p.rate:,.0f} | {p.rate / reference.rate:.0%} | {p.p50_ms:,.1f} | "
+                     f"{p.p99_ms:,.1f} | {p.errors:,} | {cpu} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Runs the three phases and writes the results (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument("--interviews", type=int, default=3000, help="interviews seeded")
+    parser.add_argument("--no-readme", action="store_true", help="print only; leave benchmarks/README.md alone")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk; `make bench-gateway` does it)")
+    os.environ.update(RATE_LIMIT_ENV)
+    for name in REMOTE_ENV:
+        os.environ.pop(name, None)
+    references = {item.id: item.formula.reference_formula
+                  for item in load_bank(DEFAULT_BANK_DIR) if isinstance(item, FormulaItem)}
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
+        work = Path(tmp)
+        settings = StackSettings(
+            data_dir=work / "data", gateway_port=free_port(), scorer_port=free_port(),
+            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
+        )
+        print(f"starting the stack in {settings.data_dir} ...", flush=True)
+        with Stack(settings) as stack, reference_pair(work) as reference_url:
+            started = time.monotonic()
+            invites = asyncio.run(seed(stack.gateway_url, args.interviews))
+            candidates = asyncio.run(accept_all(stack.gateway_url, invites))
+            formula_first = [c for c in candidates if c.kind == "QUESTION_KIND_FORMULA" and c.item_id in references]
+            print(f"seeded and accepted {len(candidates):,} interviews in {time.monotonic() - started:.0f} s "
+                  f"({len(formula_first):,} start with a formula item)", flush=True)
+            phases = []
+            for name, url, script in [
+                ("reference", f"{reference_url}/ref", DONE_LUA),
+                ("get question", stack.gateway_url, question_script(candidates)),
+                ("submit formula", stack.gateway_url, submit_script(formula_first, references, args.threads)),
+            ]:
+                print(f"wrk: {name} for {args.duration} s ...", flush=True)
+                phases.append(run_wrk(name, url, script, args, work))
+    load_after = os.getloadavg()[0]
+    reference, question, submit = phases
+    replays = max(submit.requests - len(formula_first), 0)
+    section = "\n".join([
+        "## gateway (`make bench-gateway`)",
+        "",
+        f"wrk, {dt.date.today().isoformat()}, {code_state()}, {machine()}; the stack on embedded PostgreSQL, "
+        f"Redis and Triton (CPU), one gateway worker; wrk with {args.threads} threads and {args.connections} "
+        f"connections, {args.duration} s per phase, all on 127.0.0.1. 1-minute load average before/after: "
+        f"{load_before:.1f}/{load_after:.1f}. Reference: a bare FastAPI endpoint forwarding to a grpc.aio echo "
+        "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`). Submit: each of "
+        f"{len(formula_first):,} sessions whose first question is a formula item answers it once with the "
+        "item's reference formula"
+        + (f"; {replays:,} requests ran out of fresh sessions and were idempotent replays" if replays else "")
+        + ".",
+        "",
+        table(phases, reference),
+        "",
+        "CPU columns: µs of CPU per request of each process group, from psutil CPU times around the phase.",
+        "",
+        "Targets (issue #7):",
+        "",
+        f"- get question ≥ 70% of the reference's rate: **{question.rate / reference.rate:.0%}** "
+        f"({'met' if question.rate >= 0.7 * reference.rate else 'not met'}).",
+        f"- submit formula ≥ 500/s with p99 < 100 ms: **{submit.rate:,.0f}/s, p99 {submit.p99_ms:,.0f} ms** "
+        f"({'met' if submit.rate >= 500 and submit.p99_ms < 100 else 'not met'}).",
+    ])
+    print(section)
+    if not args.no_readme:
+        write_section(README, SECTION, section)
+        print(f"\nupdated {README}")
+
+
+if __name__ == "__main__":
+    main()
