@@ -3,6 +3,11 @@
 Routers declare what they need with these ``Annotated`` aliases, e.g.
 ``async def get(orchestrator: OrchestratorDep)``, so later concerns (the
 authenticated principal, rate-limit buckets) slot in as more aliases here.
+
+Every dependency here is ``async def`` although none of them awaits: FastAPI runs a
+plain ``def`` dependency in a worker thread, and those hand-offs (several per request)
+were 11–18% of the gateway's CPU under load (benchmarks/README.md, load section).
+A dependency that does blocking work must stay ``def`` instead.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ from gateway.settings import GatewaySettings
 from xlinterview.v1 import admin_pb2, orchestrator_pb2_grpc
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     """The settings the app was created with."""
     settings: GatewaySettings = request.app.state.settings
     return settings
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     """The id :class:`gateway.middleware.RequestIdMiddleware` gave this request."""
     request_id = getattr(request.state, "request_id", None)
     # Only missing if the app runs without its middleware; an id is still needed
@@ -36,7 +41,7 @@ def get_request_id(request: Request) -> str:
     return request_id or uuid.uuid4().hex
 
 
-def get_connection(request: Request) -> OrchestratorConnection:
+async def get_connection(request: Request) -> OrchestratorConnection:
     """The channel the lifespan opened."""
     connection: OrchestratorConnection = request.app.state.orchestrator
     return connection
@@ -47,12 +52,14 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 ConnectionDep = Annotated[OrchestratorConnection, Depends(get_connection)]
 
 
-def get_orchestrator_stub(connection: ConnectionDep) -> orchestrator_pb2_grpc.OrchestratorStub:
+async def get_orchestrator_stub(connection: ConnectionDep) -> orchestrator_pb2_grpc.OrchestratorStub:
     """The raw generated stub, for callers that set deadline and metadata themselves."""
     return connection.stub
 
 
-def get_orchestrator(connection: ConnectionDep, settings: SettingsDep, request_id: RequestIdDep) -> OrchestratorClient:
+async def get_orchestrator(
+    connection: ConnectionDep, settings: SettingsDep, request_id: RequestIdDep
+) -> OrchestratorClient:
     """A client that puts the deadline and request id on every orchestrator call."""
     return OrchestratorClient(connection, timeout=settings.grpc_deadline_s, request_id=request_id)
 
@@ -61,7 +68,7 @@ OrchestratorStubDep = Annotated[orchestrator_pb2_grpc.OrchestratorStub, Depends(
 OrchestratorDep = Annotated[OrchestratorClient, Depends(get_orchestrator)]
 
 
-def get_admin(connection: ConnectionDep, settings: SettingsDep, request_id: RequestIdDep) -> AdminClient:
+async def get_admin(connection: ConnectionDep, settings: SettingsDep, request_id: RequestIdDep) -> AdminClient:
     """A client of the Identity and Interviews services, with deadline and request id."""
     return AdminClient(connection, timeout=settings.grpc_deadline_s, request_id=request_id)
 
@@ -69,19 +76,19 @@ def get_admin(connection: ConnectionDep, settings: SettingsDep, request_id: Requ
 AdminClientDep = Annotated[AdminClient, Depends(get_admin)]
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     """The JWT issuer/verifier built at start-up."""
     tokens: TokenService = request.app.state.tokens
     return tokens
 
 
-def get_limiter(request: Request) -> Limiter:
+async def get_limiter(request: Request) -> Limiter:
     """The rate limiter the lifespan opened."""
     limiter: Limiter = request.app.state.limiter
     return limiter
 
 
-def get_events(request: Request) -> EventBus:
+async def get_events(request: Request) -> EventBus:
     """The session event bus the lifespan opened."""
     events: EventBus = request.app.state.events
     return events

@@ -140,6 +140,34 @@ def score_from_json(data: dict[str, Any]) -> common_pb2.Score:
     return json_format.ParseDict(data, common_pb2.Score(), ignore_unknown_fields=True)
 
 
+# The newest score of the answer ``{answer}`` as (score_pb, score). The jsonb is only
+# fetched for rows stored before migration 0013, which have no serialised copy; decoding
+# it is the slow path.
+_NEWEST_SCORE_OF = (
+    "SELECT score_pb, CASE WHEN score_pb IS NULL THEN score END AS score FROM scores"
+    " WHERE answer_id = {answer} ORDER BY score_id DESC LIMIT 1"
+)
+_LATEST_SCORE = _NEWEST_SCORE_OF.format(answer="$1")
+
+
+def _stored_score(row: asyncpg.Record | None) -> common_pb2.Score | None:
+    """The Score of a row with ``score_pb`` and ``score`` columns (see ``_LATEST_SCORE``).
+
+    Args:
+        row: The row, or None when the answer has no score.
+
+    Returns:
+        The message (from the serialised copy when there is one), or None without a score.
+    """
+    if row is None:
+        return None
+    if row["score_pb"] is not None:
+        # Like ignore_unknown_fields on the JSON path: fields added to Score later are kept
+        # as unknown fields, not fatal.
+        return common_pb2.Score.FromString(row["score_pb"])
+    return None if row["score"] is None else score_from_json(row["score"])
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -651,10 +679,8 @@ class Database:
     async def latest_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
         """The newest stored score of an answer, or None when it was never scored."""
         async with self._connection("read a score") as conn:
-            data = await conn.fetchval(
-                "SELECT score FROM scores WHERE answer_id = $1 ORDER BY score_id DESC LIMIT 1", answer_id
-            )
-        return None if data is None else score_from_json(data)
+            row = await conn.fetchrow(_LATEST_SCORE, answer_id)
+        return _stored_score(row)
 
     async def store_first_score(
         self, session_id: uuid.UUID, answer_id: uuid.UUID, score: common_pb2.Score
@@ -668,19 +694,19 @@ class Database:
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended('score:' || $1::uuid::text, 0))", answer_id
             )
-            existing = await conn.fetchval(
-                "SELECT score FROM scores WHERE answer_id = $1 ORDER BY score_id DESC LIMIT 1", answer_id
-            )
+            existing = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
             if existing is not None:
-                return score_from_json(existing)
+                return existing
             provenance = score.provenance
             await conn.execute(
-                "INSERT INTO scores (answer_id, value, confidence, score, model_name, model_version, backend)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO scores"
+                " (answer_id, value, confidence, score, score_pb, model_name, model_version, backend)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 answer_id,
                 score.value,
                 score.confidence,
                 score_to_json(score),
+                score.SerializeToString(),
                 provenance.model_name,
                 provenance.model_version,
                 provenance.backend,
@@ -718,14 +744,13 @@ class Database:
         """The session's answers in order, each with its newest score (if any)."""
         async with self._connection("read a session's answers") as conn:
             rows = await conn.fetch(
-                f"SELECT {', '.join('a.' + c for c in _ANSWER_COLUMNS.split(', '))}, s.score"
+                f"SELECT {', '.join('a.' + c for c in _ANSWER_COLUMNS.split(', '))}, s.score_pb, s.score"
                 " FROM answers a"
-                " LEFT JOIN LATERAL (SELECT score FROM scores WHERE answer_id = a.answer_id"
-                "   ORDER BY score_id DESC LIMIT 1) s ON true"
+                f" LEFT JOIN LATERAL ({_NEWEST_SCORE_OF.format(answer='a.answer_id')}) s ON true"
                 " WHERE a.session_id = $1 ORDER BY a.position",
                 session_id,
             )
-        return [Turn(_answer(r), None if r["score"] is None else score_from_json(r["score"])) for r in rows]
+        return [Turn(_answer(r), _stored_score(r)) for r in rows]
 
     async def audit(self, session_id: uuid.UUID | None, event: str, detail: dict[str, Any]) -> None:
         """Appends an audit event; a failure is logged, never raised (the event is not the work)."""

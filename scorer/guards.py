@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from scorer.training.text import STOPWORDS, content_keys, words
 
@@ -118,7 +119,8 @@ def check_answer(
     reference_text = " ".join(references).lower()
     if squashed in NON_ANSWERS and squashed not in words(reference_text):
         return GuardVerdict(NO_ANSWER, f'"{_quote(text)}" does not attempt the question.')
-    letters = [c for c in text if c.isalpha()]
+    # Every ASCII letter is Latin; naming each letter is most of this rule's cost.
+    letters = [] if text.isascii() else [c for c in text if c.isalpha()]
     if letters and sum(not _is_latin(c) for c in letters) / len(letters) > 0.5:
         return GuardVerdict(NON_ENGLISH, "The answer is not written in English; this interview is graded in English.")
     tokens = words(text)
@@ -244,32 +246,139 @@ _LEAD_WORDS = frozenset(
 # After a note only sign-offs go with it (an article there starts the answer again).
 _SIGN_OFFS = frozenset("thanks thank you sir madam teacher professor regards cheers please pls kindly".split())
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
-_INJECTION = re.compile(
-    r"|".join(
-        [
-            # Not "ignore ... criteria/rows above": Excel answers say that (AGGREGATE ignores errors).
-            r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rubric|prompt|guidelines|grading|marking\s+scheme|system\s+message)\b",
-            r"\b(give|award|assign|grant|output|return|set|mark)\b.{0,40}\b(full|max(imum)?|perfect|top|highest|maximal)\b.{0,12}\b(marks?|scores?|points?|grades?|credit)\b",
-            r"\b(full|maximum|perfect|top)\s+(marks?|score|points|credit)\b",
-            r"\b(score|grade|mark|rate)\b.{0,30}\b(5|10|100)\s*(/|out\s+of)\s*(5|10|100)\b",
-            r"\b(5|10|100)\s*/\s*(5|10|100)\b",
-            r"\b(you\s+are|act\s+as|as)\b.{0,25}\b(grader|examiner|evaluator|assessor|marker|judge|ai|assistant|language\s+model|llm|scorer)\b",
-            r"\b(grader|examiner|evaluator|assessor|judge|scorer|marker)s?\b.{0,30}\b(must|should|will|shall|has\s+to|needs?\s+to|please)\b",
-            r"\b(dear|note\s+to|attention|hey|hello)\s+(the\s+)?(ai|assistant|model|llm|grader|examiner|evaluator|judge|scorer|marker)\b",
-            r"\b(system\s*prompt|new\s+instructions?|developer\s+mode|jailbreak)\b",
-            r"(<\|?\s*(im_start|im_end|system|assistant)\s*\|?>|^\s*(system|assistant|developer)\s*:|(?-i:\b(SYSTEM|ASSISTANT|DEVELOPER)\s*:))",
-            r"\b(candidate'?s?|student'?s?|my)\s+(answer|response)\s+(is|was)\s+(complete|correct|perfect|excellent|flawless|right)\b",
-            r"\bthis\s+(answer|response)\s+(is|deserves|should|must|earns|gets)\b.{0,30}\b(correct|perfect|excellent|complete|full|right|best|5|top)\b",
-            r"\b(grade|score)\s+(this|it|me)\s+(as\s+)?(correct|perfect|highly|5)\b",
-            # A grade written as data: {"grade": 5}, score=10, mark: full.
-            r"[\"']?\b(grade|score|mark|points|rating)\b[\"']?\s*[:=]\s*[\"']?\s*(5|10|100|full|max)",
-            # The same requests in the languages candidates most often switch to.
-            r"\b(ignor\w*|olvid\w*|vergiss\w*|oubli\w*)\b.{0,40}\b(instru\w*|anweisung\w*|r[eè]gles?|reglas?|regeln|r[uú]bri\w*|consign\w*)",
-            r"\b(note\s+maximale|puntuaci[oó]n\s+m[aá]xima|nota\s+m[aá]xima|volle\s+punktzahl|punteggio\s+massimo)\b",
-        ]
+class _Needs(NamedTuple):
+    """Text that every match of one injection pattern contains, after :data:`_CASE_FOLD` and
+    lower-casing: at least one of ``substrings`` or of ``words`` (whole ``\\w+`` runs)."""
+
+    substrings: tuple[str, ...] = ()
+    words: frozenset[str] = frozenset()
+
+
+def _any(*substrings: str) -> _Needs:
+    """A group met by any of ``substrings``."""
+    return _Needs(substrings)
+
+
+# Each pattern with the groups its every match needs (one of each group). Ordinary answers
+# lack some group of every pattern, and checking that with ``in`` is about 25 times cheaper
+# than running the combined pattern, which tries each alternative at every position. A
+# group must be implied by its pattern (a weaker test only costs speed, a stronger one
+# would let injections through), so any change to a pattern goes with its groups.
+_INJECTION_RULES: tuple[tuple[str, tuple[_Needs, ...]], ...] = (
+    # Not "ignore ... criteria/rows above": Excel answers say that (AGGREGATE ignores errors).
+    (
+        r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|rubric|prompt|guidelines|grading|marking\s+scheme|system\s+message)\b",
+        (
+            _any("ignore", "disregard", "forget", "override", "bypass"),
+            _any("instruction", "rubric", "prompt", "guidelines", "grading", "marking", "system"),
+        ),
     ),
-    re.IGNORECASE,
+    (
+        r"\b(give|award|assign|grant|output|return|set|mark)\b.{0,40}\b(full|max(imum)?|perfect|top|highest|maximal)\b.{0,12}\b(marks?|scores?|points?|grades?|credit)\b",
+        (_any("mark", "score", "point", "grade", "credit"), _any("full", "max", "perfect", "top", "highest")),
+    ),
+    (
+        r"\b(full|maximum|perfect|top)\s+(marks?|score|points|credit)\b",
+        (_any("mark", "score", "point", "credit"), _any("full", "maximum", "perfect", "top")),
+    ),
+    (
+        r"\b(score|grade|mark|rate)\b.{0,30}\b(5|10|100)\s*(/|out\s+of)\s*(5|10|100)\b",
+        (_any("score", "grade", "mark", "rate"), _any("/", "out"), _any("5", "10")),
+    ),
+    (r"\b(5|10|100)\s*/\s*(5|10|100)\b", (_any("/"), _any("5", "10"))),
+    (
+        r"\b(you\s+are|act\s+as|as)\b.{0,25}\b(grader|examiner|evaluator|assessor|marker|judge|ai|assistant|language\s+model|llm|scorer)\b",
+        (
+            _Needs(words=frozenset({"you", "as"})),
+            _Needs(
+                ("grader", "examiner", "evaluator", "assessor", "marker", "judge", "assistant", "language", "llm", "scorer"),
+                frozenset({"ai"}),
+            ),
+        ),
+    ),
+    (
+        r"\b(grader|examiner|evaluator|assessor|judge|scorer|marker)s?\b.{0,30}\b(must|should|will|shall|has\s+to|needs?\s+to|please)\b",
+        (_any("grader", "examiner", "evaluator", "assessor", "judge", "scorer", "marker"),),
+    ),
+    (
+        r"\b(dear|note\s+to|attention|hey|hello)\s+(the\s+)?(ai|assistant|model|llm|grader|examiner|evaluator|judge|scorer|marker)\b",
+        (
+            _any("dear", "note", "attention", "hey", "hello"),
+            _Needs(
+                ("assistant", "model", "llm", "grader", "examiner", "evaluator", "judge", "scorer", "marker"),
+                frozenset({"ai"}),
+            ),
+        ),
+    ),
+    (
+        r"\b(system\s*prompt|new\s+instructions?|developer\s+mode|jailbreak)\b",
+        (_any("system", "instruction", "developer", "jailbreak"),),
+    ),
+    (
+        r"(<\|?\s*(im_start|im_end|system|assistant)\s*\|?>|^\s*(system|assistant|developer)\s*:|(?-i:\b(SYSTEM|ASSISTANT|DEVELOPER)\s*:))",
+        (_any("im_start", "im_end", "system", "assistant", "developer"),),
+    ),
+    (
+        r"\b(candidate'?s?|student'?s?|my)\s+(answer|response)\s+(is|was)\s+(complete|correct|perfect|excellent|flawless|right)\b",
+        (_any("answer", "response"), _any("complete", "correct", "perfect", "excellent", "flawless", "right")),
+    ),
+    (
+        r"\bthis\s+(answer|response)\s+(is|deserves|should|must|earns|gets)\b.{0,30}\b(correct|perfect|excellent|complete|full|right|best|5|top)\b",
+        (
+            _any("this"),
+            _any("answer", "response"),
+            _any("correct", "perfect", "excellent", "complete", "full", "right", "best", "5", "top"),
+        ),
+    ),
+    (
+        r"\b(grade|score)\s+(this|it|me)\s+(as\s+)?(correct|perfect|highly|5)\b",
+        (_any("grade", "score"), _any("correct", "perfect", "highly", "5")),
+    ),
+    # A grade written as data: {"grade": 5}, score=10, mark: full.
+    (
+        r"[\"']?\b(grade|score|mark|points|rating)\b[\"']?\s*[:=]\s*[\"']?\s*(5|10|100|full|max)",
+        (_any("grade", "score", "mark", "point", "rating"), _any(":", "="), _any("5", "10", "full", "max")),
+    ),
+    # The same requests in the languages candidates most often switch to.
+    (
+        r"\b(ignor\w*|olvid\w*|vergiss\w*|oubli\w*)\b.{0,40}\b(instru\w*|anweisung\w*|r[eè]gles?|reglas?|regeln|r[uú]bri\w*|consign\w*)",
+        (_any("ignor", "olvid", "vergiss", "oubli"), _any("instru", "anweisung", "gle", "regla", "regeln", "bri", "consign")),
+    ),
+    (
+        r"\b(note\s+maximale|puntuaci[oó]n\s+m[aá]xima|nota\s+m[aá]xima|volle\s+punktzahl|punteggio\s+massimo)\b",
+        (_any("xima", "punktzahl", "punteggio"),),
+    ),
 )
+_INJECTION = re.compile(r"|".join(pattern for pattern, _ in _INJECTION_RULES), re.IGNORECASE)
+# The only characters besides A-Z that IGNORECASE matches to an ASCII letter (found by testing
+# every code point against [a-z] with re.IGNORECASE on Python 3.11); folding them keeps the
+# pre-check from missing what the pattern would match, e.g. "ıgnore" or "İgnore".
+_CASE_FOLD = str.maketrans("İıſ\u212a", "iisk")
+_WORD_RUN = re.compile(r"\w+")
+
+
+def _may_offend(text: str) -> bool:
+    """False only when no injection pattern can match ``text`` (some needed word is missing)."""
+    folded = text.translate(_CASE_FOLD).lower()
+    tokens: set[str] | None = None
+    for _, needs in _INJECTION_RULES:
+        for need in needs:
+            if any(s in folded for s in need.substrings):
+                continue
+            if need.words:
+                if tokens is None:
+                    tokens = set(_WORD_RUN.findall(folded))
+                if not need.words.isdisjoint(tokens):
+                    continue
+            break
+        else:
+            return True
+    return False
+
+
+def _injects(text: str) -> bool:
+    """Whether an injection pattern matches ``text``; the pre-check spares ordinary text the search."""
+    return _may_offend(text) and _INJECTION.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -319,11 +428,11 @@ def _unleet(text: str) -> str:
 
 def _offending(text: str) -> bool:
     """Whether ``text`` holds something addressed to the grader, in plain or disguised form."""
-    if _INJECTION.search(text) or _INJECTION.search(normalise_for_scan(text)):
+    if _injects(text) or _injects(normalise_for_scan(text)):
         return True
     for blob in _BASE64.findall(text):
         decoded = _decode_base64(blob)
-        if decoded and (_INJECTION.search(decoded) or _INJECTION.search(normalise_for_scan(decoded))):
+        if decoded and (_injects(decoded) or _injects(normalise_for_scan(decoded))):
             return True
     return False
 
@@ -420,6 +529,10 @@ def _decode_base64(blob: str) -> str | None:
     return text if text.isprintable() else None
 
 
+# The live path screens a free-text answer twice (before the encoder and again with its
+# similarity) and the scan does not depend on the similarity; the result is immutable, so the
+# second screening can share the first one's.
+@lru_cache(maxsize=256)
 def scan_injection(answer: str) -> InjectionScan:
     """Removes the sentences of an answer that address the grader instead of the question.
 

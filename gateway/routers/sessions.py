@@ -34,7 +34,7 @@ router = APIRouter(
 )
 
 
-def own_session(
+async def own_session(
     session_id: Annotated[
         str, Path(min_length=1, max_length=128, description="The session id returned when the invite was accepted.")
     ],
