@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.schemas import Question, Result, Session, SkillEstimate, timestamp_or_none
+from gateway.schemas import Question, Result, Session, SkillEstimate, StaffSession, timestamp_or_none
 from xlinterview.v1 import admin_pb2
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
@@ -194,6 +194,9 @@ class Interview(BaseModel):
     finished_at: datetime | None
     overall_score: float = Field(description="Mean score of the scored answers, 0 to 1.")
     answered: int
+    answers_needing_review: int = Field(
+        default=0, description="Scored answers the scorer flagged for a human check (see the report)."
+    )
     extra_time_percent: int = Field(description="Accommodation: extra time, percent of the standard limit.")
     time_limit_seconds: int = Field(description="The candidate's time for the interview, extra time included.")
 
@@ -249,6 +252,7 @@ def interview_from_proto(i: admin_pb2.Interview) -> Interview:
         finished_at=timestamp_or_none(i, "finished_at"),
         overall_score=i.overall_score,
         answered=i.answered,
+        answers_needing_review=i.answers_needing_review,
         extra_time_percent=i.extra_time_percent,
         time_limit_seconds=i.time_limit_seconds,
     )
@@ -308,7 +312,11 @@ class Report(BaseModel):
     """
 
     interview: Interview
-    session: Session | None = Field(description="null until the candidate uses the invite.")
+    session: StaffSession | None = Field(
+        description="null until the candidate uses the invite. Each scored turn's score carries needs_review "
+        "and review_reason."
+    )
+    answers_needing_review: int = Field(default=0, description="How many of the session's scores need a human check.")
     skills: list[SkillScore]
     item_skills: dict[str, str] = Field(description="The skill area of each item answered, by item_id.")
     result: Result | None = Field(default=None, description="The ability estimate; null until the interview is finished.")

@@ -4,7 +4,9 @@ The gateway's own submit and finish paths are where a session's news starts (an
 answer scored, the next question ready, the interview finished), so they publish
 here. Any gateway process may hold the candidate's stream, so with ``REDIS_URL``
 events travel over Redis pub/sub, one channel per session; without it (development
-only, as production requires Redis) they stay in this process.
+only, as production requires Redis) they stay in this process. The orchestrator
+publishes too (answers its background retry scored), so the channel and message
+format are in :mod:`common.session_events`, which both services share.
 
 A stream adds events of its own that need no publisher: ``time_warning`` when the
 session's server deadline passes a threshold, and ``time_up`` when it passes.
@@ -27,9 +29,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from common.session_events import channel, decode, encode
+
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "xli:gateway:session-events:"
 # Events queued for one slow local stream before the oldest are dropped; a candidate
 # sees a handful of events per question, so this is only reached by a stalled client.
 _MEMORY_QUEUE = 64
@@ -71,15 +74,6 @@ class EventBus(Protocol):
         ...
 
 
-def _encode(event: str, data: dict[str, Any]) -> str:
-    return json.dumps({"event": event, "data": data}, separators=(",", ":"))
-
-
-def _decode(raw: bytes | str) -> Event:
-    message = json.loads(raw)
-    return str(message["event"]), dict(message["data"])
-
-
 class _RedisSubscription:
     def __init__(self, pubsub: aioredis.client.PubSub) -> None:
         self._pubsub = pubsub
@@ -90,7 +84,7 @@ class _RedisSubscription:
             # Subscribe confirmations come back as None too, so wait out the rest.
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
             if message is not None and message.get("type") == "message":
-                return _decode(message["data"])
+                return decode(message["data"])
         return None
 
 
@@ -114,7 +108,7 @@ class RedisEventBus:
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
         try:
             async with asyncio.timeout(self._publish_timeout_s):
-                await self._redis.publish(CHANNEL_PREFIX + session_id, _encode(event, data))
+                await self._redis.publish(channel(session_id), encode(event, data))
         except (RedisError, OSError, TimeoutError) as exc:
             PUBLISH_ERRORS.inc()
             log.warning("could not publish %s of session %s (%r); the page still gets it from its request", event, session_id, exc)
@@ -123,7 +117,7 @@ class RedisEventBus:
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
         pubsub = self._redis.pubsub()
         try:
-            await pubsub.subscribe(CHANNEL_PREFIX + session_id)
+            await pubsub.subscribe(channel(session_id))
             yield _RedisSubscription(pubsub)
         finally:
             # Shielded: this runs when the browser goes away and the stream is

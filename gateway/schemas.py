@@ -9,14 +9,16 @@ contract it comes from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field, StringConstraints
 
+from common import session_events
 from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 # ---------------------------------------------------------------- requests
@@ -27,8 +29,9 @@ class SubmitAnswerBody(BaseModel):
 
     Attributes:
         item_id: The question answered; must be the current one (409 otherwise).
-        answer: A formula such as ``=SUM(B2:B9)``, free text, or for multiple
-            choice the zero-based index of the option as a string.
+        answer: A formula such as ``=SUM(B2:B9)``, free text, for multiple choice
+            the zero-based index of the option as a string, or for numeric questions
+            the number, e.g. ``1,234.50`` or ``12%``.
         idempotency_key: Client-chosen key (a UUID); resending the same key returns
             the first result instead of storing a second answer.
     """
@@ -50,6 +53,12 @@ class QuestionKind(StrEnum):
     FORMULA = "QUESTION_KIND_FORMULA"
     FREE_TEXT = "QUESTION_KIND_FREE_TEXT"
     MULTIPLE_CHOICE = "QUESTION_KIND_MULTIPLE_CHOICE"
+    NUMERIC = "QUESTION_KIND_NUMERIC"
+
+    @classmethod
+    def _missing_(cls, value: object) -> QuestionKind:
+        # A kind a newer orchestrator adds reads as UNSPECIFIED rather than failing the request.
+        return cls.UNSPECIFIED
 
 
 class SessionStatus(StrEnum):
@@ -81,6 +90,12 @@ class Question(BaseModel):
     skill_area: str
     sheet: Sheet | None = Field(description="Formula questions: the sheet the formula is evaluated on.")
     options: list[str] = Field(description="Multiple-choice questions: the options, answered by index.")
+    unit: str = Field(
+        default="", description='Numeric questions: the unit the answer is in, e.g. "days" or "%"; empty for a bare number.'
+    )
+    decimals: int | None = Field(
+        default=None, description="Numeric questions: decimal places asked for; null when any precision will do."
+    )
     position: int = Field(description="1-based position of this question in the interview.")
     total: int = Field(description="How many questions the interview has.")
 
@@ -118,6 +133,19 @@ class Score(BaseModel):
     provenance: ScoreProvenance | None
 
 
+class ReviewedScore(Score):
+    """A graded answer as staff see it: with the scorer's request for a human check.
+
+    Candidates never get these flags (they would learn how to read the grader).
+    """
+
+    needs_review: bool = Field(
+        description="A human should check this score before it counts: low confidence, a guard zeroed it, "
+        "text addressed to the grader was removed, or the LLM judge disagreed."
+    )
+    review_reason: str = Field(description="Why needs_review is set, in plain words; empty when it is not.")
+
+
 class Turn(BaseModel):
     """One answered question of a session."""
 
@@ -128,6 +156,12 @@ class Turn(BaseModel):
     answer: str
     score: Score | None = Field(description="null while the answer waits to be scored.")
     submitted_at: datetime | None
+
+
+class StaffTurn(Turn):
+    """One answered question as staff see it."""
+
+    score: ReviewedScore | None = Field(description="null while the answer waits to be scored.")
 
 
 class SkillEstimate(BaseModel):
@@ -165,6 +199,14 @@ class Session(BaseModel):
     deadline: datetime | None = Field(default=None, description="When the interview's time runs out.")
 
 
+class StaffSession(Session):
+    """An interview and every turn so far, as staff see it: scores with their review flags."""
+
+    # Narrowing a field is how pydantic models a richer view; mypy objects because a
+    # list is mutable, but nothing adds turns to a session after translation.
+    turns: list[StaffTurn]  # type: ignore[assignment]
+
+
 class SubmitAnswerResult(BaseModel):
     """The score of an answer and what comes next."""
 
@@ -176,24 +218,13 @@ class SubmitAnswerResult(BaseModel):
 
 # ---------------------------------------------------------------- translation
 
-# Values a newer orchestrator adds read as UNSPECIFIED rather than failing the request.
-_KINDS = {
-    common_pb2.QUESTION_KIND_FORMULA: QuestionKind.FORMULA,
-    common_pb2.QUESTION_KIND_FREE_TEXT: QuestionKind.FREE_TEXT,
-    common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: QuestionKind.MULTIPLE_CHOICE,
-}
+# The candidate-visible JSON of questions, scores and answer results is built in
+# common.session_events, because the orchestrator publishes answer results to the
+# candidate's event stream too; validating it here keeps one translation for both.
 _STATUSES = {
     orchestrator_pb2.SESSION_STATUS_IN_PROGRESS: SessionStatus.IN_PROGRESS,
     orchestrator_pb2.SESSION_STATUS_FINISHED: SessionStatus.FINISHED,
 }
-
-
-def _cell(cell: common_pb2.CellValue) -> CellValue:
-    which = cell.WhichOneof("value")
-    if which is None:
-        return None
-    value: CellValue = getattr(cell, which)
-    return value
 
 
 def timestamp_or_none(message: Message, field: str) -> datetime | None:
@@ -206,69 +237,54 @@ def timestamp_or_none(message: Message, field: str) -> datetime | None:
 
 def question_from_proto(q: orchestrator_pb2.Question) -> Question:
     """Translates a ``Question`` message."""
-    sheet = None
-    if q.HasField("sheet"):
-        sheet = Sheet(name=q.sheet.name, rows=[[_cell(c) for c in row.cells] for row in q.sheet.rows])
-    return Question(
-        item_id=q.item_id,
-        item_version=q.item_version,
-        kind=_KINDS.get(q.kind, QuestionKind.UNSPECIFIED),
-        prompt=q.prompt,
-        skill_area=q.skill_area,
-        sheet=sheet,
-        options=list(q.options),
-        position=q.position,
-        total=q.total,
-    )
+    return Question.model_validate(session_events.question_json(q))
 
 
 def score_from_proto(s: common_pb2.Score) -> Score:
-    """Translates a ``Score`` message."""
-    provenance = None
-    if s.HasField("provenance"):
-        p = s.provenance
-        provenance = ScoreProvenance(
-            model_name=p.model_name,
-            model_version=p.model_version,
-            backend=p.backend,
-            rubric_version=p.rubric_version,
-            code_version=p.code_version,
-        )
-    return Score(
-        value=s.value,
-        confidence=s.confidence,
-        feedback=s.feedback,
-        criteria=[CriterionResult(name=c.name, met=c.met, weight=c.weight, detail=c.detail) for c in s.criteria],
-        evidence=list(s.evidence),
-        signals=list(s.signals),
-        provenance=provenance,
+    """Translates a ``Score`` message for the candidate: its review flags are left out."""
+    return Score.model_validate(session_events.score_json(s))
+
+
+def reviewed_score_from_proto(s: common_pb2.Score) -> ReviewedScore:
+    """Translates a ``Score`` message for staff, with its review flags."""
+    return ReviewedScore.model_validate(
+        {**session_events.score_json(s), "needs_review": s.needs_review, "review_reason": s.review_reason}
     )
+
+
+def _session_fields(s: orchestrator_pb2.Session, score: Callable[[common_pb2.Score], Score]) -> dict[str, Any]:
+    return {
+        "session_id": s.session_id,
+        "candidate_name": s.candidate_name,
+        "status": _STATUSES.get(s.status, SessionStatus.UNSPECIFIED),
+        "turns": [
+            {
+                "answer_id": t.answer_id,
+                "item_id": t.item_id,
+                "item_version": t.item_version,
+                "prompt": t.prompt,
+                "answer": t.answer,
+                "score": score(t.score) if t.HasField("score") else None,
+                "submitted_at": timestamp_or_none(t, "submitted_at"),
+            }
+            for t in s.turns
+        ],
+        "started_at": timestamp_or_none(s, "started_at"),
+        "finished_at": timestamp_or_none(s, "finished_at"),
+        "overall_score": s.overall_score,
+        "result": result_from_proto(s.result) if s.HasField("result") else None,
+        "deadline": timestamp_or_none(s, "deadline"),
+    }
 
 
 def session_from_proto(s: orchestrator_pb2.Session) -> Session:
-    """Translates a ``Session`` message."""
-    return Session(
-        session_id=s.session_id,
-        candidate_name=s.candidate_name,
-        status=_STATUSES.get(s.status, SessionStatus.UNSPECIFIED),
-        turns=[
-            Turn(
-                answer_id=t.answer_id,
-                item_id=t.item_id,
-                item_version=t.item_version,
-                prompt=t.prompt,
-                answer=t.answer,
-                score=score_from_proto(t.score) if t.HasField("score") else None,
-                submitted_at=timestamp_or_none(t, "submitted_at"),
-            )
-            for t in s.turns
-        ],
-        started_at=timestamp_or_none(s, "started_at"),
-        finished_at=timestamp_or_none(s, "finished_at"),
-        overall_score=s.overall_score,
-        result=result_from_proto(s.result) if s.HasField("result") else None,
-        deadline=timestamp_or_none(s, "deadline"),
-    )
+    """Translates a ``Session`` message for the candidate (scores without review flags)."""
+    return Session.model_validate(_session_fields(s, score_from_proto))
+
+
+def staff_session_from_proto(s: orchestrator_pb2.Session) -> StaffSession:
+    """Translates a ``Session`` message for staff (scores with review flags)."""
+    return StaffSession.model_validate(_session_fields(s, reviewed_score_from_proto))
 
 
 def result_from_proto(r: orchestrator_pb2.Result) -> Result:
@@ -288,10 +304,5 @@ def result_from_proto(r: orchestrator_pb2.Result) -> Result:
 
 
 def submit_result_from_proto(r: orchestrator_pb2.SubmitAnswerResponse) -> SubmitAnswerResult:
-    """Translates a ``SubmitAnswerResponse`` message."""
-    return SubmitAnswerResult(
-        answer_id=r.answer_id,
-        score=score_from_proto(r.score) if r.HasField("score") else None,
-        next_question=question_from_proto(r.next_question) if r.HasField("next_question") else None,
-        finished=r.finished,
-    )
+    """Translates a ``SubmitAnswerResponse`` message (its score without review flags)."""
+    return SubmitAnswerResult.model_validate(session_events.submit_result_json(r))

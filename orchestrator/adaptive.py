@@ -23,8 +23,9 @@ from xlinterview.v1 import orchestrator_pb2
 log = logging.getLogger(__name__)
 
 # Starting discriminations until items are calibrated on real answers: an evaluated
-# formula separates levels better than a guessable multiple choice.
-KIND_DISCRIMINATION = {"formula": 1.4, "free_text": 1.2, "multiple_choice": 1.0}
+# formula separates levels better than a guessable multiple choice, and a typed number
+# cannot be guessed either.
+KIND_DISCRIMINATION = {"formula": 1.4, "free_text": 1.2, "multiple_choice": 1.0, "numeric": 1.3}
 # Authored difficulty 1..5 maps to b = -2..2 on the ability scale.
 DIFFICULTY_STEP = 1.0
 # Free-text answers earn partial credit: three GRM categories (missed, partial, full)

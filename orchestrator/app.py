@@ -13,7 +13,7 @@ import grpc
 
 from orchestrator.bank import load_bank
 from orchestrator.db import Database
-from orchestrator.service import OrchestratorService
+from orchestrator.service import OrchestratorService, SessionEvents
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.staff import IdentitySettings, StaffServices
 from orchestrator.state import SessionStateStore, create_redis_client
@@ -73,8 +73,11 @@ class Orchestrator:
                 log.info("applied migrations %s", applied)
             bank = await self.db.import_items(items)
             log.info("question bank: %d items (%s)", len(bank), ", ".join(f"{b.item_id}@v{b.version}" for b in bank))
+            # One client for the session-state cache and the session events; the
+            # state store owns it and closes it.
+            redis = create_redis_client(s.redis_url or "", s.redis_timeout_s)
             self.state = SessionStateStore(
-                create_redis_client(s.redis_url or "", s.redis_timeout_s),
+                redis,
                 self.db,
                 ttl_s=s.session_ttl_s,
                 timeout_s=s.redis_timeout_s,
@@ -82,7 +85,12 @@ class Orchestrator:
             )
             self.scorer_channel = grpc.aio.insecure_channel(s.scorer_address, options=SCORER_CHANNEL_OPTIONS)
             self.service = OrchestratorService(
-                self.db, self.state, scorer_pb2_grpc.ScorerStub(self.scorer_channel), bank, s
+                self.db,
+                self.state,
+                scorer_pb2_grpc.ScorerStub(self.scorer_channel),
+                bank,
+                s,
+                events=SessionEvents(redis, s.redis_timeout_s),
             )
             await self.staff.start(s, self.service)
             if s.scoring_retry_interval_s > 0:

@@ -20,18 +20,20 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError, field_validator, model_validator
 
+from common.numeric import NotANumber, ParsedNumber, parse_number
 from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 MAX_SHEET_ROWS = 200
 MAX_SHEET_COLUMNS = 26
 
 # The YAML key that holds each kind's spec; also the shape stored in items.spec.
-SPEC_KEY = {"formula": "formula", "free_text": "rubric", "multiple_choice": "choice"}
+SPEC_KEY = {"formula": "formula", "free_text": "rubric", "multiple_choice": "choice", "numeric": "numeric"}
 
 KIND_TO_PROTO = {
     "formula": common_pb2.QUESTION_KIND_FORMULA,
     "free_text": common_pb2.QUESTION_KIND_FREE_TEXT,
     "multiple_choice": common_pb2.QUESTION_KIND_MULTIPLE_CHOICE,
+    "numeric": common_pb2.QUESTION_KIND_NUMERIC,
 }
 
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -124,6 +126,47 @@ class Choice(_Model):
         return self
 
 
+class Numeric(_Model):
+    """A numeric question's expected value and how far from it an answer may be.
+
+    An answer is right when ``|answer - expected| <= max(absolute_tolerance,
+    relative_tolerance * |expected|)``; with no tolerance only the exact value is.
+    """
+
+    # Strict: a quoted "12" is an authoring slip to report, not text to coerce.
+    expected: float = Field(strict=True, allow_inf_nan=False)
+    absolute_tolerance: float = Field(default=0.0, ge=0, strict=True, allow_inf_nan=False)
+    relative_tolerance: float = Field(default=0.0, ge=0, lt=1, strict=True, allow_inf_nan=False)
+    unit: str = Field(default="", max_length=20)
+    decimals: int | None = Field(default=None, ge=0, le=10, strict=True)
+
+    @field_validator("expected", "absolute_tolerance", "relative_tolerance", mode="before")
+    @classmethod
+    def _int_is_a_number(cls, value: Any) -> Any:
+        # YAML reads 42 as an int; strict mode would refuse it, but bools must stay refused.
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("unit")
+    @classmethod
+    def _strip_unit(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> Numeric:
+        if self.unit and any(ch.isdigit() for ch in self.unit):
+            raise ValueError(f"unit {self.unit!r} must not contain digits: it would be read as part of the number")
+        if self.decimals is not None and round(self.expected, self.decimals) != self.expected:
+            raise ValueError(
+                f"expected {self.expected!r} has more than the {self.decimals} decimals the candidate is asked for"
+            )
+        try:
+            # What a candidate would type must read back as the expected value.
+            parse_number(repr(self.expected), self.unit)
+        except NotANumber as exc:
+            raise ValueError(f"expected {self.expected!r} cannot be typed as an answer: {exc}") from None
+        return self
+
+
 class _ItemBase(_Model):
     id: str = Field(pattern=_ID_PATTERN)
     skill_area: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
@@ -166,9 +209,14 @@ class ChoiceItem(_ItemBase):
     choice: Choice
 
 
-BankItem = Annotated[Union[FormulaItem, FreeTextItem, ChoiceItem], Field(discriminator="kind")]
-_ITEM_ADAPTER: TypeAdapter[FormulaItem | FreeTextItem | ChoiceItem] = TypeAdapter(BankItem)
-Item = FormulaItem | FreeTextItem | ChoiceItem
+class NumericItem(_ItemBase):
+    kind: Literal["numeric"]
+    numeric: Numeric
+
+
+BankItem = Annotated[Union[FormulaItem, FreeTextItem, ChoiceItem, NumericItem], Field(discriminator="kind")]
+Item = FormulaItem | FreeTextItem | ChoiceItem | NumericItem
+_ITEM_ADAPTER: TypeAdapter[Item] = TypeAdapter(BankItem)
 
 
 @dataclass(frozen=True)
@@ -323,9 +371,20 @@ def to_scoring_item(stored: ItemVersion) -> common_pb2.ScoringItem:
                 ],
             )
         )
-    else:
+    elif isinstance(item, ChoiceItem):
         message.choice.CopyFrom(
             common_pb2.ChoiceSpec(options=item.choice.options, correct_index=item.choice.correct_index)
+        )
+    else:
+        spec = item.numeric
+        message.numeric.CopyFrom(
+            common_pb2.NumericSpec(
+                expected=spec.expected,
+                absolute_tolerance=spec.absolute_tolerance,
+                relative_tolerance=spec.relative_tolerance,
+                unit=spec.unit,
+                decimals=spec.decimals,
+            )
         )
     return message
 
@@ -333,8 +392,8 @@ def to_scoring_item(stored: ItemVersion) -> common_pb2.ScoringItem:
 def to_question(stored: ItemVersion, position: int, total: int) -> orchestrator_pb2.Question:
     """The item as shown to a candidate.
 
-    Built field by field from the public parts only, so a reference formula, rubric
-    or correct index cannot reach the candidate.
+    Built field by field from the public parts only, so a reference formula, rubric,
+    correct index or expected number cannot reach the candidate.
 
     Args:
         stored: The item version asked.
@@ -355,6 +414,10 @@ def to_question(stored: ItemVersion, position: int, total: int) -> orchestrator_
         question.sheet.CopyFrom(sheet_to_proto(item.formula.sheet))
     elif isinstance(item, ChoiceItem):
         question.options.extend(item.choice.options)
+    elif isinstance(item, NumericItem):
+        question.unit = item.numeric.unit
+        if item.numeric.decimals is not None:
+            question.decimals = item.numeric.decimals
     return question
 
 
@@ -368,3 +431,11 @@ def parse_choice_answer(item: ChoiceItem, answer: str) -> int | None:
     index = int(answer)
     return index if index < len(item.choice.options) else None
 
+
+def parse_numeric_answer(item: NumericItem, answer: str) -> ParsedNumber:
+    """Reads a numeric answer exactly as the scorer will (:func:`common.numeric.parse_number`).
+
+    Raises:
+        NotANumber: Saying why the answer is not a number.
+    """
+    return parse_number(answer, item.numeric.unit)

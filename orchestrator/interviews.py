@@ -37,14 +37,19 @@ _INTERVIEW_SELECT = """
 SELECT i.interview_id, i.candidate_name, i.candidate_email, i.owner_user_id, i.session_id,
        i.extra_time_percent, i.created_at, i.invite_expires_at, i.invite_used_at, i.cancelled_at,
        s.status AS session_status, s.started_at, s.finished_at,
-       COALESCE(p.answered, 0) AS answered, COALESCE(p.mean_score, 0) AS mean_score
+       COALESCE(p.answered, 0) AS answered, COALESCE(p.mean_score, 0) AS mean_score,
+       COALESCE(p.needing_review, 0) AS needing_review
 FROM interviews i
 LEFT JOIN sessions s ON s.session_id = i.session_id
 LEFT JOIN LATERAL (
-    SELECT count(*) AS answered, avg(latest.value) AS mean_score
+    SELECT count(*) AS answered, avg(latest.value) AS mean_score,
+           count(*) FILTER (WHERE latest.needs_review) AS needing_review
     FROM answers a
     LEFT JOIN LATERAL (
-        SELECT value FROM scores WHERE answer_id = a.answer_id ORDER BY score_id DESC LIMIT 1
+        -- The stored Score JSON (orchestrator.db.score_to_json); scores stored before
+        -- the scorer had review flags lack the key and count as not flagged.
+        SELECT value, COALESCE((score->>'needs_review')::boolean, false) AS needs_review
+        FROM scores WHERE answer_id = a.answer_id ORDER BY score_id DESC LIMIT 1
     ) latest ON true
     WHERE a.session_id = i.session_id
 ) p ON i.session_id IS NOT NULL
@@ -78,6 +83,7 @@ def _interview_message(row: Any, time_limit_s: float) -> admin_pb2.Interview:
         finished_at=timestamp(row["finished_at"]),
         overall_score=float(row["mean_score"]),
         answered=int(row["answered"]),
+        answers_needing_review=int(row["needing_review"]),
         extra_time_percent=extra,
         # The same rule the session's deadline is set by (orchestrator.db.create_session).
         time_limit_seconds=round(time_limit_s * (1 + extra / 100)),

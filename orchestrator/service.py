@@ -14,13 +14,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import grpc
+import redis.asyncio as aioredis
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter
+from redis.exceptions import RedisError
 
-from common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from common import session_events
+from common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
+from common.numeric import NotANumber
 from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules
-from orchestrator.bank import ChoiceItem, ItemVersion, parse_choice_answer, to_question, to_scoring_item
+from orchestrator.bank import (
+    ChoiceItem,
+    ItemVersion,
+    NumericItem,
+    parse_choice_answer,
+    parse_numeric_answer,
+    to_question,
+    to_scoring_item,
+)
 from orchestrator.db import REASON_TIME_LIMIT, AnswerRow, Database, ItemRef, SessionRow, TimeLimitReached
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.state import SessionState, SessionStateStore
@@ -45,6 +57,37 @@ SCORING_UNAVAILABLE = (
     "answer saved; scoring is unavailable right now. It is retried automatically, "
     "or retry with the same idempotency key"
 )
+
+
+EVENT_PUBLISH_ERRORS = Counter(
+    "xli_orchestrator_event_publish_errors_total", "Session events that could not be published to the gateway"
+)
+
+
+class SessionEvents:
+    """Publishes events to a candidate's live stream, which the gateway serves.
+
+    Only for news no candidate request carries: answers the background retry scored.
+    See :mod:`common.session_events` for the channel and the message format.
+
+    Args:
+        redis: The orchestrator's Redis client (shared with the session-state cache).
+        timeout_s: Bound on one publish.
+    """
+
+    def __init__(self, redis: aioredis.Redis, timeout_s: float) -> None:
+        self._redis = redis
+        self._timeout_s = timeout_s
+
+    async def publish(self, session_id: str, event: str, data: session_events.Json) -> None:
+        """Sends the event; never raises, because the score it reports is already stored
+        and the page also finds it by retrying its answer or reloading."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await self._redis.publish(session_events.channel(session_id), session_events.encode(event, data))
+        except (RedisError, OSError, TimeoutError) as exc:
+            EVENT_PUBLISH_ERRORS.inc()
+            log.warning("could not publish %s of session %s: %r", event, session_id, exc)
 
 
 def parse_session_id(raw: str) -> uuid.UUID:
@@ -83,6 +126,8 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         scorer: Stub of the Scorer service.
         bank: The current item versions, in interview order.
         settings: Limits and deadlines.
+        events: Where answers scored in the background are announced to the
+            candidate's page; None announces nothing.
     """
 
     def __init__(
@@ -92,6 +137,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         scorer: scorer_pb2_grpc.ScorerStub,
         bank: Sequence[ItemVersion],
         settings: OrchestratorSettings,
+        events: SessionEvents | None = None,
     ) -> None:
         if not bank:
             raise ValueError("the question bank is empty")
@@ -100,6 +146,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         self._scorer = scorer
         self._bank = list(bank)
         self._settings = settings
+        self._events = events
         # Item versions never change, so a cached one never goes stale.
         self._items: dict[ItemRef, ItemVersion] = {ItemRef(i.item_id, i.version): i for i in bank}
         self.engine = AdaptiveEngine(
@@ -217,6 +264,19 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         message.overall_score = sum(values) / len(values) if values else 0.0
         return message
 
+    async def _answer_response(
+        self, answer: AnswerRow, score: common_pb2.Score, session: SessionRow
+    ) -> orchestrator_pb2.SubmitAnswerResponse:
+        """What SubmitAnswer returns for ``answer``, once ``session`` has advanced past it."""
+        # Derived from the answer's own position, so a replay returns what the first call did.
+        next_index = answer.position + 1
+        response = orchestrator_pb2.SubmitAnswerResponse(answer_id=str(answer.answer_id), score=score)
+        if next_index < len(session.items):
+            response.next_question.CopyFrom(await self._question(session.items, next_index, session.max_items))
+        else:
+            response.finished = session.finished
+        return response
+
     async def _score(self, answer: AnswerRow) -> common_pb2.Score:
         """Grades a stored answer and stores the grade (the first stored grade wins).
 
@@ -275,7 +335,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         scored = 0
         for answer in pending:
             try:
-                await self._score(answer)
+                score = await self._score(answer)
             except Unavailable:
                 break
             scored += 1
@@ -286,8 +346,30 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             if session.finished:
                 await self._store_result(session)
             else:
-                await self._advance(session)
+                session = await self._advance(session)
+            await self._announce_scored(answer, score, session)
         return scored
+
+    async def _announce_scored(self, answer: AnswerRow, score: common_pb2.Score, session: SessionRow) -> None:
+        """Tells the candidate's page that a background retry scored ``answer``.
+
+        The page may still wait on this answer (its request got "scoring
+        unavailable"); it completes the answer with exactly what a retry with the same
+        key would return. Never raises: the score is stored whether or not anyone hears.
+        """
+        if self._events is None:
+            return
+        try:
+            response = await self._answer_response(answer, score, session)
+        except ServiceError as exc:
+            EVENT_PUBLISH_ERRORS.inc()
+            log.warning("answer %s was scored but its event could not be built: %s", answer.answer_id, exc)
+            return
+        await self._events.publish(
+            str(answer.session_id),
+            session_events.ANSWER_SCORED,
+            session_events.answer_scored_data(response, answer.item_id, answer.idempotency_key),
+        )
 
     # -- RPCs ---------------------------------------------------------------------------
 
@@ -371,6 +453,11 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 raise InvalidArgument(
                     f"a multiple-choice answer is an option index from 0 to {len(item.choice.options) - 1}"
                 )
+            if isinstance(item, NumericItem):
+                try:
+                    parse_numeric_answer(item, answer)
+                except NotANumber as exc:
+                    raise InvalidArgument(f"a numeric answer must be a number: {exc}") from None
 
         try:
             result = await self._db.submit_answer(session_id, key, answer, check)
@@ -406,15 +493,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 # A late score (after a scorer outage) changes the finished result.
                 await self._store_result(session)
         session = await self._advance(session)
-
-        # Derived from the answer's own position, so a replay returns what the first call did.
-        next_index = stored.position + 1
-        response = orchestrator_pb2.SubmitAnswerResponse(answer_id=str(stored.answer_id), score=score)
-        if next_index < len(session.items):
-            response.next_question.CopyFrom(await self._question(session.items, next_index, session.max_items))
-        else:
-            response.finished = session.finished
-        return response
+        return await self._answer_response(stored, score, session)
 
     async def GetSession(
         self, request: orchestrator_pb2.GetSessionRequest, context: grpc.aio.ServicerContext

@@ -6,19 +6,23 @@ between :func:`prepare` and :func:`finish` in the service.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 
 import core_rs
 from common import CODE_VERSION
 from common.errors import InvalidArgument
+from common.numeric import PERCENT_UNIT, NotANumber, format_decimal, parse_number
 from xlinterview.v1 import common_pb2, scorer_pb2
 
 SIGNAL_FORMULA = "core_rs.formula_eval"
 SIGNAL_TEXT = "core_rs.text_features"
 SIGNAL_CHOICE = "rule.choice_exact"
+SIGNAL_NUMERIC = "rule.numeric_tolerance"
 SIGNAL_CONFIDENCE = "confidence.margin_uncalibrated"
 SIGNAL_CALIBRATED = "confidence.isotonic_oof"
 SIGNAL_SIMILARITY = "triton.sentence_encoder"
@@ -26,6 +30,8 @@ SIGNAL_SIMILARITY = "triton.sentence_encoder"
 #: any other origin (e.g. ``hand_set``) is labelled a heuristic, never a model.
 ORIGIN_TRAINED = "trained"
 MAX_VALUE_CHARS = 120
+#: Kinds a deterministic rule grades on its own: no model, no cache.
+RULE_KINDS = frozenset({common_pb2.QUESTION_KIND_MULTIPLE_CHOICE, common_pb2.QUESTION_KIND_NUMERIC})
 
 
 @dataclass
@@ -97,6 +103,7 @@ def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: in
         common_pb2.QUESTION_KIND_FORMULA: "formula",
         common_pb2.QUESTION_KIND_FREE_TEXT: "rubric",
         common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
+        common_pb2.QUESTION_KIND_NUMERIC: "numeric",
     }.get(item.kind)
     if expected is None:
         raise InvalidArgument(f"item {item.item_id}: kind must be set")
@@ -106,6 +113,8 @@ def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: in
         raise InvalidArgument(f"item {item.item_id}: formula.reference_formula is empty")
     if expected == "choice" and not 0 <= item.choice.correct_index < len(item.choice.options):
         raise InvalidArgument(f"item {item.item_id}: choice.correct_index is out of range")
+    if expected == "numeric":
+        _validate_numeric(item.item_id, item.numeric)
     for index, text in enumerate(answers):
         # An empty explanation is a real (zero-scoring) answer that the guards handle; an empty
         # formula or option index is a broken request.
@@ -135,6 +144,8 @@ def prepare(item: common_pb2.ScoringItem, answers: Sequence[scorer_pb2.AnswerInp
         return [
             _prepared_text(answer_id, item.rubric, feats) for answer_id, feats in zip(ids, features, strict=True)
         ]
+    if item.kind == common_pb2.QUESTION_KIND_NUMERIC:
+        return [_prepared_numeric(answer_id, item.numeric, text) for answer_id, text in zip(ids, texts, strict=True)]
     return [_prepared_choice(answer_id, item.choice, text) for answer_id, text in zip(ids, texts, strict=True)]
 
 
@@ -245,6 +256,56 @@ def _prepared_choice(answer_id: str, choice: common_pb2.ChoiceSpec, text: str) -
     )
     prepared.evidence.append(f"chose option {picked + 1}: {choice.options[picked]}")
     prepared.feedback.append("Correct." if correct else f"Not quite: the answer is \"{choice.options[choice.correct_index]}\".")
+    return prepared
+
+
+def _validate_numeric(item_id: str, spec: common_pb2.NumericSpec) -> None:
+    numbers = {
+        "expected": spec.expected,
+        "absolute_tolerance": spec.absolute_tolerance,
+        "relative_tolerance": spec.relative_tolerance,
+    }
+    for name, value in numbers.items():
+        if not math.isfinite(value):
+            raise InvalidArgument(f"item {item_id}: numeric.{name} must be a finite number, got {value}")
+    for name in ("absolute_tolerance", "relative_tolerance"):
+        if numbers[name] < 0:
+            raise InvalidArgument(f"item {item_id}: numeric.{name} must not be negative, got {numbers[name]}")
+    if spec.HasField("decimals") and spec.decimals < 0:
+        raise InvalidArgument(f"item {item_id}: numeric.decimals must not be negative, got {spec.decimals}")
+
+
+def _exact(value: float) -> Decimal:
+    # The shortest text that reads back as the double, i.e. what the author wrote
+    # (2.68, not 2.680000000000000159872115546...), so tolerance edges are decided on it.
+    return Decimal(repr(value))
+
+
+def _prepared_numeric(answer_id: str, spec: common_pb2.NumericSpec, text: str) -> PreparedAnswer:
+    try:
+        parsed = parse_number(text, spec.unit)
+    except NotANumber as exc:
+        raise InvalidArgument(f"answer {answer_id!r}: {exc}") from None
+    expected = _exact(spec.expected)
+    allowed = max(_exact(spec.absolute_tolerance), _exact(spec.relative_tolerance) * abs(expected))
+    distance = abs(parsed.value - expected)
+    correct = distance <= allowed
+    # "12%" reads better than "12 %"; "45 days" needs the space.
+    unit = "" if not spec.unit else spec.unit if spec.unit == PERCENT_UNIT else f" {spec.unit}"
+    given, wanted = format_decimal(parsed.value) + unit, format_decimal(expected) + unit
+    margin = f"within ±{format_decimal(allowed)}{unit}" if allowed else "exactly"
+    prepared = PreparedAnswer(answer_id=answer_id, rule_score=1.0 if correct else 0.0, signals=[SIGNAL_NUMERIC])
+    prepared.criteria.append(
+        common_pb2.CriterionResult(
+            name="correct value",
+            met=correct,
+            weight=1.0,
+            detail=f"{given} is {format_decimal(distance)} from {wanted}; accepted {margin}",
+        )
+    )
+    prepared.evidence.append(parsed.understood())
+    prepared.evidence.append(f"expected {wanted}, accepted {margin}; yours is off by {format_decimal(distance)}")
+    prepared.feedback.append(f"Correct: {given}." if correct else f"Not quite: you gave {given}; the answer is {wanted}.")
     return prepared
 
 

@@ -51,6 +51,7 @@ _KIND_LABEL = {
     common_pb2.QUESTION_KIND_FORMULA: "formula",
     common_pb2.QUESTION_KIND_FREE_TEXT: "free_text",
     common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
+    common_pb2.QUESTION_KIND_NUMERIC: "numeric",
 }
 
 
@@ -163,7 +164,8 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
     """Grades answers: core_rs features, then the answer-scoring model on Triton.
 
     Free-text answers also get their similarity to the reference answers from the
-    sentence encoder on Triton. Multiple choice is a rule and touches no model.
+    sentence encoder on Triton. Multiple choice and numeric answers are graded by rules
+    and touch no model.
 
     Args:
         model: The answer-scoring model.
@@ -240,7 +242,7 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         started = time.perf_counter()
         kind = _KIND_LABEL.get(item.kind, "unknown")
         grading.validate(item, [a.text for a in answers], self._max_answer_chars)
-        if item.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
+        if item.kind in grading.RULE_KINDS:
             scores = [
                 grading.finish(item, p, None, "", "") for p in grading.prepare(item, answers)
             ]

@@ -12,12 +12,14 @@ import random
 FORMULA = "formula"
 FREE_TEXT = "free_text"
 MULTIPLE_CHOICE = "multiple_choice"
+NUMERIC = "numeric"
 
 # The REST API and the protos spell kinds as enum names; the load users speak in short names.
 KIND_NAMES = {
     "QUESTION_KIND_FORMULA": FORMULA,
     "QUESTION_KIND_FREE_TEXT": FREE_TEXT,
     "QUESTION_KIND_MULTIPLE_CHOICE": MULTIPLE_CHOICE,
+    "QUESTION_KIND_NUMERIC": NUMERIC,
 }
 
 _FUNCTIONS = ("SUM", "AVERAGE", "MAX", "MIN", "COUNT")
@@ -76,19 +78,21 @@ def answer_for(kind: str, rng: random.Random, *, options: int = 0, rows: int = 0
     """An answer to a question of ``kind``.
 
     Args:
-        kind: :data:`FORMULA`, :data:`FREE_TEXT` or :data:`MULTIPLE_CHOICE`.
+        kind: :data:`FORMULA`, :data:`FREE_TEXT`, :data:`MULTIPLE_CHOICE` or :data:`NUMERIC`.
         rng: Source of randomness (one per user, so runs can be seeded).
         options: Multiple choice: how many options there are.
         rows: Formula: rows of the sample sheet.
         columns: Formula: columns of the sample sheet.
 
     Returns:
-        A formula, free text, or a zero-based option index as text.
+        A formula, free text, a zero-based option index as text, or a number.
     """
     if kind == FORMULA:
         return formula_answer(rng, rows, columns)
     if kind == MULTIPLE_CHOICE:
         return str(rng.randrange(max(options, 1)))
+    if kind == NUMERIC:
+        return f"{rng.uniform(-1000, 1000):,.2f}"
     return free_text_answer(rng)
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from gateway.admin_schemas import AbilitySummary, Report, SkillAbility, SkillScore, interview_from_proto
 from gateway.deps import AdminClientDep, OrchestratorDep, OwnedInterviewDep
 from gateway.problems import problem_responses
-from gateway.schemas import Result, Session, session_from_proto
+from gateway.schemas import Result, Session, staff_session_from_proto
 from xlinterview.v1 import admin_pb2
 
 router = APIRouter(prefix="/api/v1/interviews", tags=["reports"], responses=problem_responses(401, 403, 404, 429, 503))
@@ -106,13 +106,16 @@ def skill_abilities(result: Result) -> list[SkillAbility]:
 async def get_report(interview: OwnedInterviewDep, admin: AdminClientDep, orchestrator: OrchestratorDep) -> Report:
     """The interview, every answer with its score, evidence and feedback, and per-skill means.
 
+    Each score says whether it needs a human check (``needs_review``) and why
+    (``review_reason``); ``answers_needing_review`` counts them.
+
     Once the interview is finished, also the ability estimate with its 95% confidence
     interval (``result``), the same in plain words (``ability``) and per skill
     (``skill_abilities``).
     """
     if not interview.session_id:
         return Report(interview=interview_from_proto(interview), session=None, skills=[], item_skills={})
-    session = session_from_proto(await orchestrator.get_session(interview.session_id))
+    session = staff_session_from_proto(await orchestrator.get_session(interview.session_id))
     bank = await admin.interviews("ListBankItems", admin_pb2.ListBankItemsRequest())
     answered = {t.item_id for t in session.turns}
     item_skills = {i.item_id: i.skill_area for i in bank.items if i.item_id in answered}
@@ -120,6 +123,7 @@ async def get_report(interview: OwnedInterviewDep, admin: AdminClientDep, orches
     return Report(
         interview=interview_from_proto(interview),
         session=session,
+        answers_needing_review=sum(1 for t in session.turns if t.score is not None and t.score.needs_review),
         skills=skill_scores(session, item_skills),
         item_skills=item_skills,
         result=result,

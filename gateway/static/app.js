@@ -413,6 +413,8 @@
       input.setAttribute("spellcheck", "false");
       input.setAttribute("autocomplete", "off");
       input.setAttribute("autocapitalize", "off");
+    } else if (question.kind === "QUESTION_KIND_NUMERIC") {
+      input = renderNumericInput(question, label, hint);
     } else {
       label.textContent = "Your answer";
       hint.textContent = "Explain in a few sentences.";
@@ -420,12 +422,47 @@
       input.rows = 6;
     }
     input.id = "answer-input";
-    input.maxLength = 20000;
+    // -1 means no limit set by the branch above (a number has its own, shorter one).
+    if (input.maxLength < 0) input.maxLength = 20000;
     input.value = answer || "";
     input.readOnly = locked;
     input.setAttribute("aria-describedby", "answer-hint answer-error");
     label.htmlFor = "answer-input";
-    field.append(label, hint, input);
+    field.append(label, hint);
+    // The unit also sits after the box for the eye; the label already says it to
+    // screen readers, so the suffix is hidden from them.
+    if (question.kind === "QUESTION_KIND_NUMERIC" && question.unit) {
+      const row = document.createElement("div");
+      row.className = "numeric-row";
+      const suffix = document.createElement("span");
+      suffix.className = "unit";
+      suffix.setAttribute("aria-hidden", "true");
+      suffix.textContent = question.unit;
+      row.append(input, suffix);
+      field.append(row);
+    } else {
+      field.append(input);
+    }
+  }
+
+  // A text box, not type=number: that would refuse "1,234" or "$99" and hide what was
+  // typed. inputmode=decimal still brings up a number keypad on phones. The server
+  // reads the number and says why when it is not one.
+  function renderNumericInput(question, label, hint) {
+    label.textContent = question.unit ? `Your answer (${question.unit})` : "Your answer (a number)";
+    const places = question.decimals === null || question.decimals === undefined
+      ? ""
+      : ` Give it to ${question.decimals === 1 ? "1 decimal place" : `${question.decimals} decimal places`}.`;
+    hint.textContent = `Type the number, e.g. 1234.5; thousands separators, a currency sign or a % are fine.${places}`;
+    const input = document.createElement("input");
+    input.type = "text";
+    input.inputMode = "decimal";
+    input.className = "numeric";
+    // The server's limit for a number (common/numeric.py MAX_NUMBER_CHARS).
+    input.maxLength = 64;
+    input.setAttribute("spellcheck", "false");
+    input.setAttribute("autocomplete", "off");
+    return input;
   }
 
   function readAnswer(question) {
@@ -681,8 +718,10 @@
     if (!turn || turn.key || turn.result || clock.up) return;
     const answer = readAnswer(turn.question);
     if (!answer) {
-      el.answerError.textContent =
-        turn.question.kind === "QUESTION_KIND_MULTIPLE_CHOICE" ? "Choose one of the options." : "Please enter an answer first.";
+      const kind = turn.question.kind;
+      el.answerError.textContent = kind === "QUESTION_KIND_MULTIPLE_CHOICE"
+        ? "Choose one of the options."
+        : kind === "QUESTION_KIND_NUMERIC" ? "Please type a number first." : "Please enter an answer first.";
       el.answerError.hidden = false;
       const control = firstAnswerControl();
       if (control) control.focus();

@@ -44,6 +44,23 @@
     return td;
   }
 
+  // The score, and how many of its answers the scorer flagged for a human check:
+  // until someone has looked at them the score is provisional.
+  function scoreCell(interview) {
+    const td = cell(interview.answered ? S.percent(interview.overall_score) : "—");
+    const flagged = interview.answers_needing_review || 0;
+    if (flagged) {
+      const note = document.createElement("div");
+      note.className = "review-flag small";
+      const flag = document.createElement("span");
+      flag.setAttribute("aria-hidden", "true");
+      flag.textContent = "⚑ ";
+      note.append(flag, `${flagged} answer${flagged === 1 ? "" : "s"} to review`);
+      td.append(note);
+    }
+    return td;
+  }
+
   async function loadInterviews() {
     el.listStatus.textContent = "Loading…";
     try {
@@ -68,7 +85,7 @@
           cell(S.statusText(i.status)),
           cell(S.timeAllowed(i)),
           cell(String(i.answered)),
-          cell(i.answered ? S.percent(i.overall_score) : "—"),
+          scoreCell(i),
           cell(i.created_at ? new Date(i.created_at).toLocaleString() : ""),
           report,
         );

@@ -1,6 +1,7 @@
 // One interview's report: summary, a per-skill chart (plotly.js, served by the
 // gateway) with the same numbers as a table, and every answer with its score,
-// evidence and feedback. Printable through the browser's print.
+// evidence and feedback; answers the scorer flagged for a human check are marked, with
+// their count at the top. Printable through the browser's print.
 "use strict";
 
 (function () {
@@ -109,13 +110,51 @@
     });
   }
 
+  const flagged = (turn) => Boolean(turn.score && turn.score.needs_review);
+
+  // The count at the top, and links to each flagged answer so a reviewer can go
+  // straight to them.
+  function renderReview(report, turns) {
+    const positions = turns.map((t, i) => (flagged(t) ? i + 1 : 0)).filter(Boolean);
+    const count = report.answers_needing_review;
+    $("report-review").textContent = String(count);
+    $("review-card").classList.toggle("has-review", count > 0);
+    $("review-note").hidden = count === 0;
+    if (!count) return;
+    $("review-count").textContent = count === 1
+      ? "1 answer is flagged for human review."
+      : `${count} answers are flagged for human review.`;
+    const links = positions.map((position) => {
+      const a = document.createElement("a");
+      a.href = `#answer-${position}`;
+      a.textContent = `Question ${position}`;
+      return a;
+    });
+    $("review-links").replaceChildren(
+      ...links.flatMap((a, i) => (i ? [document.createTextNode(", "), a] : [text("span", "Go to: "), a])),
+    );
+  }
+
   function renderTurn(turn, position, skill) {
     const li = document.createElement("li");
     li.className = "report-turn card";
-    li.append(text("h3", `Question ${position}${skill ? ` · ${skillLabel(skill)}` : ""}`));
+    li.id = `answer-${position}`;
+    const heading = text("h3", `Question ${position}${skill ? ` · ${skillLabel(skill)}` : ""}`);
+    li.append(heading);
+    const score = turn.score;
+    if (flagged(turn)) {
+      li.classList.add("needs-review");
+      // In the heading too, so someone moving through headings hears it.
+      heading.append(text("span", " · flagged for review", "review-flag"));
+      const reason = score.review_reason || "no reason given";
+      const flag = text("p", "", "review-flag");
+      const glyph = text("span", "⚑ ");
+      glyph.setAttribute("aria-hidden", "true");
+      flag.append(glyph, text("strong", "Flagged for human review: "), document.createTextNode(reason));
+      li.append(flag);
+    }
     li.append(text("p", turn.prompt, "prompt"));
     li.append(text("p", "Answer", "small muted"), text("div", turn.answer, "answer-block"));
-    const score = turn.score;
     if (!score) {
       li.append(text("p", "Not scored yet.", "muted"));
       return li;
@@ -146,6 +185,7 @@
       $("report-overall").textContent = turns.length ? S.percent(report.session.overall_score) : "—";
       $("report-answered").textContent = String(turns.length);
       $("report-time").textContent = S.timeAllowed(interview);
+      renderReview(report, turns);
       renderAbility(report);
       $("skills-rows").replaceChildren(...skillRows(report));
       $("answers").replaceChildren(...turns.map((t, i) => renderTurn(t, i + 1, report.item_skills[t.item_id])));

@@ -81,8 +81,12 @@ def answer_current_question(page: Page) -> None:
         page.keyboard.press("Space")
     else:
         tab_until(page, "#answer-input")
+        is_number = page.evaluate("() => document.activeElement.inputMode === 'decimal'")
         is_formula = page.evaluate("() => document.activeElement.tagName === 'INPUT'")
-        page.keyboard.type("=1+1" if is_formula else "A relative reference shifts when copied; $A$1 stays fixed.")
+        if is_number:
+            page.keyboard.type("42")
+        else:
+            page.keyboard.type("=1+1" if is_formula else "A relative reference shifts when copied; $A$1 stays fixed.")
     tab_until(page, "#submit-button")
     page.keyboard.press("Enter")
     expect(page.locator("#result-heading")).to_be_visible(timeout=20_000)
@@ -172,7 +176,7 @@ def test_dashboard_creates_an_invite_and_shows_the_report(stack: Stack, browser:
     started, candidate = accept_invite(client, invite_url)
     question, answers = started["question"], []
     while question:
-        text = "0" if question["kind"] == "QUESTION_KIND_MULTIPLE_CHOICE" else "=1+1"
+        text = {"QUESTION_KIND_MULTIPLE_CHOICE": "0", "QUESTION_KIND_NUMERIC": "42"}.get(question["kind"], "=1+1")
         reply = client.post(
             f"/api/v1/sessions/{started['session']['session_id']}/answers",
             json={"item_id": question["item_id"], "answer": text, "idempotency_key": question["item_id"]},

@@ -22,6 +22,8 @@ def answer_for(question: dict) -> str:
         return "=1+1"  # a real formula; graded by value against the reference on the sample sheet
     if kind == "QUESTION_KIND_MULTIPLE_CHOICE":
         return "0"
+    if kind == "QUESTION_KIND_NUMERIC":
+        return "42"  # read as a number and graded by tolerance, by rule
     return "A relative reference changes when copied, an absolute reference with $ signs stays fixed."
 
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.events import CHANNEL_PREFIX
+from common import session_events
+from common.session_events import CHANNEL_PREFIX
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeServer, serve, sign_in, start_as_candidate
 
@@ -93,6 +94,37 @@ async def test_events_reach_a_stream_held_by_another_gateway_process(
                 assert done == {"status": "SESSION_STATUS_FINISHED", "overall_score": finished.json()["overall_score"]}
                 with pytest.raises(EOFError):
                     await stream.next()
+
+
+async def test_an_answer_scored_by_the_orchestrator_reads_like_the_gateways_own(
+    orchestrator: FakeServer, redis_url: str
+) -> None:
+    """The orchestrator announces answers its background retry scored through
+    common.session_events. The page completes the answer it waits on with that event,
+    so it must be the body the gateway's own answer_scored carries, review flags left out."""
+    settings = GatewaySettings(orchestrator_address=orchestrator.address, redis_url=redis_url)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+            session_id = (await start_as_candidate(http, orchestrator))["session"]["session_id"]
+            async with open_stream(http, session_id) as stream:
+                answer = {"item_id": "sum-east", "answer": "=1", "idempotency_key": "k-late"}
+                assert (await http.post(f"/api/v1/sessions/{session_id}/answers", json=answer)).status_code == 200
+                own = await stream.until("answer_scored")
+                await stream.until("question_ready")
+
+                response = orchestrator.servicer.by_key["k-late"]
+                response.score.needs_review = True
+                response.score.review_reason = "the LLM judge disagreed with the model"
+                data = session_events.answer_scored_data(response, "sum-east", "k-late")
+                message = session_events.encode(session_events.ANSWER_SCORED, data)
+                assert await redis.publish(session_events.channel(session_id), message) == 1
+                published = await stream.until("answer_scored")
+    finally:
+        await redis.aclose()
+    assert published == own
+    assert published["score"]["feedback"] == "Not quite." and published["next_question"]["item_id"] == "lookup-choice"
+    assert "review" not in json.dumps(published)
 
 
 async def test_keep_alive_and_a_disconnect_releases_the_subscription(orchestrator: FakeServer, redis_url: str) -> None:

@@ -15,8 +15,9 @@ from gateway_fakes import FakeServer, sign_in
 INTERVIEWS = "/api/v1/interviews"
 
 
-async def run_interview(client: httpx.AsyncClient, token: str, answers: list[str]) -> dict:
-    """Accepts the invite, answers in order and finishes; returns the accept response."""
+async def run_interview(client: httpx.AsyncClient, token: str, answers: list[str], finish: bool = True) -> dict:
+    """Accepts the invite, answers in order (keys k0, k1, ...) and finishes unless told
+    not to; returns the accept response."""
     started = (await client.post("/api/v1/invites/accept", json={"invite_token": token})).json()
     candidate = {"authorization": f"Bearer {started['access_token']}"}
     session = f"/api/v1/sessions/{started['session']['session_id']}"
@@ -29,7 +30,8 @@ async def run_interview(client: httpx.AsyncClient, token: str, answers: list[str
         )
         assert reply.status_code == 200, reply.text
         question = reply.json()["next_question"]
-    assert (await client.post(f"{session}/finish", headers=candidate)).status_code == 200
+    if finish:
+        assert (await client.post(f"{session}/finish", headers=candidate)).status_code == 200
     return started
 
 
@@ -134,3 +136,46 @@ async def test_bad_extra_time_is_400_or_422_and_nothing_is_created(
         response = await client.post(INTERVIEWS, json={"candidate_name": "A", "extra_time_percent": bad}, headers=iv)
         assert response.status_code == 422, response.text
     assert orchestrator.servicer.interviews == {}
+
+
+async def test_answers_flagged_for_review_are_marked_for_staff_and_hidden_from_the_candidate(
+    client: httpx.AsyncClient, orchestrator: FakeServer
+) -> None:
+    iv = await sign_in(client, "iv@example.com")
+    created = (await client.post(INTERVIEWS, json={"candidate_name": "Flagged"}, headers=iv)).json()
+    interview_id = created["interview"]["interview_id"]
+    started = await run_interview(client, created["invite_url"].split("#invite=")[1], ["=1", "1"], finish=False)
+    candidate = {"authorization": f"Bearer {started['access_token']}"}
+    session_id = started["session"]["session_id"]
+    session = f"/api/v1/sessions/{session_id}"
+
+    # The scorer flagged the first answer (as the real one does on low confidence).
+    reason = "confidence 0.41 is below the review threshold 0.6"
+    fake = orchestrator.servicer
+    for score in (fake.sessions[session_id].turns[0].score, fake.by_key["k0"].score):
+        score.needs_review, score.review_reason = True, reason
+    fake.interviews[interview_id].answers_needing_review = 1
+
+    report = (await client.get(f"{INTERVIEWS}/{interview_id}/report", headers=iv)).json()
+    assert report["answers_needing_review"] == 1
+    assert [(t["score"]["needs_review"], t["score"]["review_reason"]) for t in report["session"]["turns"]] == [
+        (True, reason),
+        (False, ""),
+    ]
+    listed = (await client.get(INTERVIEWS, headers=iv)).json()
+    assert [i["answers_needing_review"] for i in listed if i["interview_id"] == interview_id] == [1]
+
+    # Everything the candidate can read: the session, a replayed answer, the finish.
+    seen = [
+        await client.get(session, headers=candidate),
+        await client.post(
+            f"{session}/answers",
+            json={"item_id": started["question"]["item_id"], "answer": "=1", "idempotency_key": "k0"},
+            headers=candidate,
+        ),
+        await client.post(f"{session}/finish", headers=candidate),
+    ]
+    for response in seen:
+        assert response.status_code == 200, response.text
+        assert "review" not in response.text and "0.41" not in response.text
+    assert seen[1].json()["score"]["feedback"] == "Not quite."

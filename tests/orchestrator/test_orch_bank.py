@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import struct
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from google.protobuf import text_format
 
+from common.numeric import NotANumber
 from orchestrator import bank
 from orchestrator.bank import BankError, ItemVersion, load_bank, load_file, to_question, to_scoring_item
 from orchestrator.settings import DEFAULT_BANK_DIR
@@ -46,6 +49,7 @@ def test_seeded_bank_has_the_promised_mix(seeded: list[bank.Item]) -> None:
     assert kinds.count("formula") >= 2
     assert kinds.count("free_text") >= 2
     assert kinds.count("multiple_choice") >= 1
+    assert kinds.count("numeric") >= 12
     assert len({item.id for item in seeded}) == len(seeded)
     for item in seeded:
         if isinstance(item, bank.FormulaItem):
@@ -55,6 +59,10 @@ def test_seeded_bank_has_the_promised_mix(seeded: list[bank.Item]) -> None:
         if isinstance(item, bank.FreeTextItem):
             assert item.rubric.reference_answers and len(item.rubric.criteria) >= 3
             assert all(c.terms for c in item.rubric.criteria)
+        if isinstance(item, bank.NumericItem):
+            # The expected value, typed as a candidate would, must grade as itself.
+            typed = bank.parse_numeric_answer(item, repr(item.numeric.expected)).value
+            assert float(typed) == item.numeric.expected, item.id
 
 
 def test_seeded_bank_order_is_file_name_order(seeded: list[bank.Item]) -> None:
@@ -87,6 +95,10 @@ def test_seeded_bank_has_the_size_and_balance_the_issue_asks_for(seeded: list[ba
     kinds = collections.Counter(item.kind for item in seeded)
     assert set(kinds) == set(bank.SPEC_KEY), kinds
     assert all(n >= 20 for n in kinds.values()), kinds
+    # Numeric items in every area, from easy to hard.
+    numeric = [item for item in seeded if isinstance(item, bank.NumericItem)]
+    assert {item.skill_area for item in numeric} == SKILL_AREAS
+    assert {item.difficulty for item in numeric} == {1, 2, 3, 4, 5}
     # Formula items wherever a formula can answer the question (all areas but automation).
     formula_areas = {item.skill_area for item in seeded if isinstance(item, bank.FormulaItem)}
     assert formula_areas >= SKILL_AREAS - {"automation"}, formula_areas
@@ -167,16 +179,56 @@ def test_cells_keep_their_types(tmp_path: Path) -> None:
     assert sheet.name == "Sheet1"
 
 
+VALID_NUMERIC = """\
+id: pmt-demo
+kind: numeric
+skill_area: dates_financial
+difficulty: 4
+prompt: What does =PMT(5%/12,36,20000) return?
+numeric:
+  expected: -599.42
+  absolute_tolerance: 0.005
+  unit: USD
+  decimals: 2
+"""
+
+
+def numeric(*replacements: tuple[str, str]) -> Callable[[str], str]:
+    """A mutation that edits :data:`VALID_NUMERIC` rather than the formula item it is given."""
+
+    def mutate(_: str) -> str:
+        text = VALID_NUMERIC
+        for old, new in replacements:
+            assert old in text, old  # a case that changes nothing would test nothing
+            text = text.replace(old, new)
+        return text
+
+    return mutate
+
+
 @pytest.mark.parametrize(
     ("mutate", "field", "needle"),
     [
         (lambda t: t.replace('  reference_formula: "=SUM(B2:B3)"\n', ""), "formula.reference_formula", "required"),
         (lambda t: t.replace('"=SUM(B2:B3)"', '"SUM(B2:B3)"'), "formula.reference_formula", "'='"),
-        (lambda t: t.replace("kind: formula", "kind: essay"), "kind", "formula, free_text, multiple_choice"),
+        (lambda t: t.replace("kind: formula", "kind: essay"), "kind", "formula, free_text, multiple_choice, numeric"),
         (lambda t: t.replace("skill_area: aggregation\n", ""), "skill_area", "required"),
         (lambda t: t.replace("reference_formula:", "refrence_formula:"), "formula.refrence_formula", "not permitted"),
         (lambda t: t.replace("[Region, Units, Flag, Note]", "[Region, 7, Flag, Note]"), "formula.sheet", "header cell 2"),
         (lambda t: t.replace("id: demo-sum", "id: Demo Sum!"), "id", "pattern"),
+        (numeric(("  expected: -599.42\n", "")), "numeric.expected", "required"),
+        (numeric(("expected: -599.42", 'expected: "-599.42"')), "numeric.expected", "valid number"),
+        (numeric(("expected: -599.42", "expected: .nan")), "numeric.expected", "finite"),
+        (numeric(("expected: -599.42", "expected: true")), "numeric.expected", "valid number"),
+        (numeric(("absolute_tolerance: 0.005", "absolute_tolerance: -0.005")), "numeric.absolute_tolerance", "greater than or equal to 0"),
+        (numeric(("absolute_tolerance: 0.005", "relative_tolerance: -0.01")), "numeric.relative_tolerance", "greater than or equal to 0"),
+        (numeric(("absolute_tolerance: 0.005", "relative_tolerance: 1.5")), "numeric.relative_tolerance", "less than 1"),
+        (numeric(("absolute_tolerance:", "tolerance:")), "numeric.tolerance", "not permitted"),
+        (numeric(("decimals: 2", "decimals: 1")), "numeric", "more than the 1 decimals"),
+        (numeric(("decimals: 2", "decimals: -1")), "numeric.decimals", "greater than or equal to 0"),
+        (numeric(("unit: USD", "unit: m2")), "numeric", "must not contain digits"),
+        (numeric(("expected: -599.42", "expected: 1.0e+30"), ("  decimals: 2\n", "")), "numeric", "cannot be typed"),
+        (numeric(("numeric:\n", "choice:\n")), "numeric", "required"),
     ],
 )
 def test_invalid_item_error_names_file_and_field(tmp_path: Path, mutate, field: str, needle: str) -> None:  # type: ignore[no-untyped-def]
@@ -254,7 +306,11 @@ def test_multi_item_files_and_empty_bank(tmp_path: Path) -> None:
 
 # The fields a candidate may see. A field added to Question later must be reviewed
 # here before it can carry anything.
-CANDIDATE_FIELDS = {"item_id", "item_version", "kind", "prompt", "skill_area", "sheet", "options", "position", "total"}
+CANDIDATE_FIELDS = {
+    "item_id", "item_version", "kind", "prompt", "skill_area", "sheet", "options", "position", "total",
+    # Numeric questions: how to type the answer, never the answer or its tolerance.
+    "unit", "decimals",
+}
 
 
 def test_question_message_has_only_reviewed_fields() -> None:
@@ -333,3 +389,62 @@ async def test_import_command_stores_versions(tmp_path: Path, fresh_database: st
     write(tmp_path, "a.yaml", VALID_FORMULA.replace("difficulty: 2", "difficulty: 4"))
     assert await asyncio.to_thread(import_bank.main, [str(tmp_path)]) == 0
     assert "imported: demo-sum@v2" in capsys.readouterr().out
+
+
+
+
+def test_numeric_item_projections(tmp_path: Path) -> None:
+    (item,) = load_file(write(tmp_path, "numeric.yaml", VALID_NUMERIC))
+    assert isinstance(item, bank.NumericItem)
+    stored = ItemVersion(item, 2)
+    scoring = to_scoring_item(stored)
+    assert scoring.kind == common_pb2.QUESTION_KIND_NUMERIC and scoring.WhichOneof("spec") == "numeric"
+    assert scoring.numeric.expected == -599.42 and scoring.numeric.absolute_tolerance == 0.005
+    assert scoring.numeric.relative_tolerance == 0.0
+    assert scoring.numeric.unit == "USD" and scoring.numeric.decimals == 2
+    question = to_question(stored, 1, 5)
+    assert question.kind == common_pb2.QUESTION_KIND_NUMERIC
+    assert question.unit == "USD" and question.decimals == 2
+    assert not question.HasField("sheet") and len(question.options) == 0
+    # Without decimals the field is unset, not 0 ("give it to 0 decimals" would be wrong).
+    (loose,) = load_file(write(tmp_path, "loose.yaml", VALID_NUMERIC.replace("  decimals: 2\n", "")))
+    assert not to_question(ItemVersion(loose, 1), 1, 1).HasField("decimals")
+    assert not to_scoring_item(ItemVersion(loose, 1)).numeric.HasField("decimals")
+
+
+def test_numeric_question_never_carries_the_expected_value(seeded: list[bank.Item]) -> None:
+    for item in seeded:
+        if isinstance(item, bank.NumericItem):
+            stored = ItemVersion(item, 1)
+            secret = struct.pack("<d", item.numeric.expected)  # how protobuf writes a double
+            assert secret not in to_question(stored, 1, 1).SerializeToString(), item.id
+            # Positive control: the scorer's view carries it, so the check above can fail.
+            assert secret in to_scoring_item(stored).SerializeToString(), item.id
+
+
+@pytest.mark.parametrize(
+    ("answer", "value"),
+    [("-599.42", "-599.42"), ("$-599.42", "-599.42"), ("(599.42)", "-599.42"), (" -599.42 USD ", "-599.42"), ("1,234", "1234")],
+)
+def test_numeric_answers_read_as_the_scorer_reads_them(tmp_path: Path, answer: str, value: str) -> None:
+    (item,) = load_file(write(tmp_path, "numeric.yaml", VALID_NUMERIC))
+    assert str(bank.parse_numeric_answer(item, answer).value) == value
+
+
+@pytest.mark.parametrize("answer", ["about 600", "=PMT(5%/12,36,20000)", "599,42", "-599.42 EUR", "1,2345", "1e99"])
+def test_numeric_answers_that_are_not_numbers_are_refused(tmp_path: Path, answer: str) -> None:
+    (item,) = load_file(write(tmp_path, "numeric.yaml", VALID_NUMERIC))
+    with pytest.raises(NotANumber):
+        bank.parse_numeric_answer(item, answer)
+
+
+async def test_numeric_items_import_into_the_database(tmp_path: Path, fresh_database: str, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # The items table checks the kind; a migration has to allow "numeric".
+    import asyncio
+
+    from orchestrator import import_bank
+
+    write(tmp_path, "n.yaml", VALID_NUMERIC)
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
+    assert await asyncio.to_thread(import_bank.main, [str(tmp_path)]) == 0
+    assert "imported: pmt-demo@v1" in capsys.readouterr().out

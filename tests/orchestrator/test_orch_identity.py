@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -243,6 +244,50 @@ async def test_lists_are_filtered_by_owner_and_carry_scores(stubs: Stubs, scorer
     assert await code_of(bad) == grpc.StatusCode.INVALID_ARGUMENT
     bank = await stubs.interviews.ListBankItems(apb.ListBankItemsRequest())
     assert question.item_id in {i.item_id for i in bank.items}
+
+
+async def rescore(pg: asyncpg.Connection, answer_id: str, **changes: object) -> None:
+    """Appends a newer score for the answer: its latest score with ``changes`` (None drops a key)."""
+    latest = await pg.fetchrow(
+        "SELECT value, confidence, score::text AS score FROM scores WHERE answer_id = $1 ORDER BY score_id DESC LIMIT 1",
+        uuid.UUID(answer_id),
+    )
+    score = {**json.loads(latest["score"]), **changes}
+    await pg.execute(
+        "INSERT INTO scores (answer_id, value, confidence, score) VALUES ($1, $2, $3, $4::jsonb)",
+        uuid.UUID(answer_id),
+        latest["value"],
+        latest["confidence"],
+        json.dumps({k: v for k, v in score.items() if v is not None}),
+    )
+
+
+async def test_lists_count_the_answers_whose_latest_score_needs_review(stubs: Stubs, scorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
+    invited = await create(stubs, "Review Me")
+    started = (await stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=invited.invite_token))).started
+    sid, question = started.session.session_id, started.question
+    answer_ids = []
+    for key in ("k1", "k2"):
+        answer = "0" if question.options else "=SUM(D2:D11)"
+        reply = await stubs.sessions.SubmitAnswer(
+            pb.SubmitAnswerRequest(session_id=sid, item_id=question.item_id, answer=answer, idempotency_key=key)
+        )
+        answer_ids.append(reply.answer_id)
+        question = reply.next_question
+
+    async def needing_review() -> tuple[int, int]:
+        got = await stubs.interviews.GetInterview(apb.InterviewRequest(interview_id=invited.interview.interview_id))
+        listed = await stubs.interviews.ListInterviews(apb.ListInterviewsRequest(owner_user_id=stubs.admin.user_id))
+        row = next(i for i in listed.interviews if i.interview_id == invited.interview.interview_id)
+        assert (got.answered, row.answered) == (2, 2)
+        return got.answers_needing_review, row.answers_needing_review
+
+    assert await needing_review() == (0, 0)
+    await rescore(pg, answer_ids[0], needs_review=True, review_reason="confidence 0.41 is below 0.6")
+    assert await needing_review() == (1, 1)
+    # The latest score decides; one stored before scores had the flag counts as not flagged.
+    await rescore(pg, answer_ids[0], needs_review=None, review_reason=None)
+    assert await needing_review() == (0, 0)
 
 
 async def test_extra_time_is_stored_and_lengthens_the_session_deadline(stubs: Stubs, pg: asyncpg.Connection) -> None:

@@ -22,6 +22,8 @@ from xlinterview.v1 import orchestrator_pb2_grpc
 def answer_for(question: pb.Question) -> str:
     if question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
         return "0"
+    if question.kind == common_pb2.QUESTION_KIND_NUMERIC:
+        return "42"
     return "=SUM(B2:B9)" if question.kind == common_pb2.QUESTION_KIND_FORMULA else "It stays fixed when copied."
 
 

@@ -15,8 +15,10 @@ import asyncpg
 import grpc
 import pytest
 
-from orch_helpers import FakeScorer, running_orchestrator, start_fake_scorer
+from common import session_events
+from orch_helpers import FakeScorer, TcpProxy, running_orchestrator, start_fake_scorer
 from orchestrator.bank import load_bank
+from orchestrator.service import EVENT_PUBLISH_ERRORS
 from orchestrator.settings import DEFAULT_BANK_DIR, OrchestratorSettings
 from orchestrator.state import SessionState
 from stack.backing import free_port
@@ -33,6 +35,8 @@ def good_answer(question: pb.Question) -> str:
         return "0"
     if question.kind == common_pb2.QUESTION_KIND_FORMULA:
         return "=SUM(D2:D11)"
+    if question.kind == common_pb2.QUESTION_KIND_NUMERIC:
+        return "42"
     return "A relative reference shifts when copied; an absolute one like $A$1 stays fixed."
 
 
@@ -333,6 +337,74 @@ async def test_answers_an_outage_left_unscored_are_scored_in_the_background(make
         retried = await submit(stub, walked_away.session.session_id, walked_away.question, key="k")
         assert retried.score.value == 0.7
         assert len(scorer.requests) == calls
+
+
+async def next_message(pubsub, timeout_s: float) -> dict:  # type: ignore[no-untyped-def]
+    """The next message published on a subscribed channel; fails the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None and message["type"] == "message":
+            return message  # type: ignore[no-any-return]
+    raise AssertionError(f"nothing was published within {timeout_s} s")
+
+
+async def test_an_answer_scored_in_the_background_reaches_the_candidates_event_stream(  # type: ignore[no-untyped-def]
+    make_settings, scorer: FakeScorer, pg: asyncpg.Connection, redis_client
+) -> None:
+    async with running_orchestrator(make_settings(scoring_retry_interval_s=0.2)) as (_, stub):
+        started = await start(stub, "Katherine Johnson")
+        sid, question = started.session.session_id, started.question
+        # Subscribed the way the gateway's stream is, before anything can be published.
+        pubsub = redis_client.pubsub()
+        await pubsub.subscribe(session_events.channel(sid))
+        try:
+            scorer.mode = "unavailable"
+            err = await rpc_error(submit(stub, sid, question, key="late-k"))
+            assert err.code() == grpc.StatusCode.UNAVAILABLE
+            scorer.mode = "ok"
+            scorer.values[question.item_id] = 0.6
+            # No client retry: only the sweep (after scorer_deadline_s + 2 s of grace) scores it.
+            message = await next_message(pubsub, timeout_s=30)
+        finally:
+            await pubsub.aclose()
+        assert await count_rows(pg, sid) == (1, 1)
+
+        event, data = session_events.decode(message["data"])
+        assert event == "answer_scored"
+        assert (data["item_id"], data["idempotency_key"], data["score"]["value"]) == (question.item_id, "late-k", 0.6)
+        assert data["finished"] is False and data["next_question"]["position"] == 2
+        # The page completes the answer it waits on with this, so it must be exactly
+        # what a retry with the same key returns (the body the gateway publishes then).
+        replay = await submit(stub, sid, question, key="late-k")
+        assert data == session_events.answer_scored_data(replay, question.item_id, "late-k")
+        current = await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))
+        assert data["next_question"]["item_id"] == current.item_id
+
+
+async def test_a_failed_publish_does_not_fail_background_scoring(make_settings, scorer: FakeScorer, pg: asyncpg.Connection, redis_server) -> None:  # type: ignore[no-untyped-def]
+    proxy = TcpProxy("127.0.0.1", redis_server.port)
+    await proxy.start()
+    try:
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{proxy.port}/0", scoring_retry_interval_s=0.2)
+        async with running_orchestrator(settings) as (_, stub):
+            started = await start(stub, "Dorothy Vaughan")
+            sid = started.session.session_id
+            scorer.mode = "unavailable"
+            await rpc_error(submit(stub, sid, started.question, key="k"))
+            # Redis stops answering: the publish can only time out.
+            proxy.mode = "blackhole"
+            proxy.cut()
+            failures = EVENT_PUBLISH_ERRORS._value.get()
+            scorer.mode = "ok"
+            deadline = time.monotonic() + 30
+            while await count_rows(pg, sid) != (1, 1) or EVENT_PUBLISH_ERRORS._value.get() == failures:
+                assert time.monotonic() < deadline, "the background retry did not score the answer"
+                await asyncio.sleep(0.2)
+            session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
+            assert session.turns[0].score.value == 0.75
+    finally:
+        await proxy.close()
 
 
 async def test_slow_scorer_hits_the_deadline(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
