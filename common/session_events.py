@@ -81,6 +81,9 @@ def question_json(q: orchestrator_pb2.Question) -> Json:
         "decimals": q.decimals if q.HasField("decimals") else None,
         "position": q.position,
         "total": q.total,
+        "follow_up": q.follow_up,
+        "follow_up_of_item_id": q.follow_up_of_item_id,
+        "original_prompt": q.original_prompt,
     }
 
 

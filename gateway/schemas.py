@@ -96,8 +96,17 @@ class Question(BaseModel):
     decimals: int | None = Field(
         default=None, description="Numeric questions: decimal places asked for; null when any precision will do."
     )
-    position: int = Field(description="1-based position of this question in the interview.")
-    total: int = Field(description="How many questions the interview has.")
+    position: int = Field(
+        description="1-based position of this question in the interview; a follow-up repeats its original's."
+    )
+    total: int = Field(description="How many questions the interview has (follow-ups not counted).")
+    follow_up: bool = Field(
+        default=False,
+        description='A follow-up on the answer just given, which missed an important point; its item_id is '
+        '"<item id>#follow-up" and it is answered in free text.',
+    )
+    follow_up_of_item_id: str = Field(default="", description="Follow-ups: the item followed up.")
+    original_prompt: str = Field(default="", description="Follow-ups: the followed-up question's prompt, for context.")
 
 
 class CriterionResult(BaseModel):
@@ -156,6 +165,10 @@ class Turn(BaseModel):
     answer: str
     score: Score | None = Field(description="null while the answer waits to be scored.")
     submitted_at: datetime | None
+    follow_up: bool = Field(
+        default=False,
+        description="The answer to a follow-up; its score grades it together with the answer it follows up.",
+    )
 
 
 class StaffTurn(Turn):
@@ -266,6 +279,7 @@ def _session_fields(s: orchestrator_pb2.Session, score: Callable[[common_pb2.Sco
                 "answer": t.answer,
                 "score": score(t.score) if t.HasField("score") else None,
                 "submitted_at": timestamp_or_none(t, "submitted_at"),
+                "follow_up": t.follow_up,
             }
             for t in s.turns
         ],

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core_rs import CatBank, CatSession, ExposureControl
-from orchestrator.bank import DEFAULT_DIFFICULTY, FreeTextItem, Item, ItemVersion
+from orchestrator.bank import DEFAULT_DIFFICULTY, Criterion, FreeTextItem, Item, ItemVersion
 from orchestrator.db import ItemRef, SessionRow, Turn
-from xlinterview.v1 import orchestrator_pb2
+from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,53 @@ PARTIAL_CREDIT_HALF_WIDTH = 0.6
 Z_95 = 1.959963984540054
 
 REASON_FINISH_REQUESTED = "finish_requested"
+
+# The scorer's signal prefix of its guards (scorer.guards.GUARD_SIGNAL_PREFIX; the
+# services import no code of each other's, a test pins the two together).
+GUARD_SIGNAL_PREFIX = "guard:"
+
+# Credit an item earns only in its follow-up counts this much: the candidate needed
+# the hint of which point was missing, so it is worth less than volunteering it.
+FOLLOW_UP_CREDIT = 0.5
+
+
+def follow_up_credit(original: float, combined: float) -> float:
+    """The score an item counts with in the ability estimate after a follow-up.
+
+    ``original`` grades the first answer alone, ``combined`` the first answer and the
+    follow-up's together. Credit gained in the follow-up counts half
+    (:data:`FOLLOW_UP_CREDIT`) and a weaker combined answer takes nothing away, so the
+    item counts ``original + 0.5 * max(0, combined - original)``; e.g. 0.2 then 1.0
+    counts 0.6.
+    """
+    return original + FOLLOW_UP_CREDIT * max(0.0, combined - original)
+
+
+def missed_criterion(item: Item, score: common_pb2.Score, min_weight: float) -> Criterion | None:
+    """The rubric criterion a follow-up should ask about, or None for no follow-up.
+
+    Only free-text answers get follow-ups, never one a guard acted on (gibberish,
+    off-topic, text aimed at the grader...: a hint would only coach it), and only for a
+    criterion the scorer reported as unmet whose authored weight is at least
+    ``min_weight``. Of several, the heaviest, then the first in the rubric.
+
+    Args:
+        item: The item answered.
+        score: The answer's score.
+        min_weight: Smallest rubric weight worth a follow-up; 0 turns follow-ups off.
+    """
+    if min_weight <= 0 or not isinstance(item, FreeTextItem):
+        return None
+    if any(signal.startswith(GUARD_SIGNAL_PREFIX) for signal in score.signals):
+        return None
+    unmet = {c.name for c in score.criteria if not c.met}
+    candidates = [c for c in item.rubric.criteria if c.name in unmet and c.weight >= min_weight]
+    return max(candidates, key=lambda c: c.weight, default=None)
+
+
+def cat_items(items: Sequence[ItemRef]) -> int:
+    """How many of ``items`` the engine chose: follow-ups do not count toward the length."""
+    return sum(not ref.is_follow_up for ref in items)
 
 
 @dataclass(frozen=True)
@@ -130,23 +177,35 @@ class AdaptiveEngine:
         return seed, ineligible, self._refs[first]
 
     def replay(self, session: SessionRow, turns: Sequence[Turn]) -> CatSession:
-        """The engine state of a stored session: its items asked and its scored answers."""
+        """The engine state of a stored session: its items asked and its scored answers.
+
+        A follow-up is not an item of its own: its combined score raises its item's
+        response by :func:`follow_up_credit` (while it waits for its score, the item
+        counts with the original score alone).
+        """
         cat = self._session(session.cat_seed, session.ineligible, session.max_items or self.rules.max_items)
         scores = {t.answer.position: t.score for t in turns}
+        follow_ups = {ref.follow_up_of: position for position, ref in enumerate(session.items) if ref.is_follow_up}
         for position, ref in enumerate(session.items):
             index = self._index.get(ref.item_id)
-            if index is None:
-                # Retired from the bank: it still counts toward the length, not the estimate.
+            if ref.is_follow_up or index is None:
+                # A follow-up counts with its item, below; a retired item counts
+                # toward the length, not the estimate.
                 continue
             cat.administer(index)
             score = scores.get(position)
-            if score is not None:
-                cat.record(index, score_category(self._items[index], score.value))
+            if score is None:
+                continue
+            value = score.value
+            combined = scores.get(follow_ups.get(position, -1))
+            if combined is not None:
+                value = follow_up_credit(value, combined.value)
+            cat.record(index, score_category(self._items[index], value))
         return cat
 
     def decide(self, session: SessionRow, turns: Sequence[Turn]) -> tuple[ItemRef | None, str | None]:
         """The next question, or why to stop; unscored answers are left out of the estimate."""
-        if len(session.items) >= (session.max_items or self.rules.max_items):
+        if cat_items(session.items) >= (session.max_items or self.rules.max_items):
             return None, "max_items"
         cat = self.replay(session, turns)
         index = cat.next_item()
@@ -157,7 +216,7 @@ class AdaptiveEngine:
     def record_finished(self, session: SessionRow) -> None:
         """Counts a finished session toward the exposure rates."""
         eligible = [ref.item_id not in set(session.ineligible) for ref in self._refs]
-        asked = [self._index[ref.item_id] for ref in session.items if ref.item_id in self._index]
+        asked = [self._index[ref.item_id] for ref in session.items if ref.item_id in self._index and not ref.is_follow_up]
         self._exposure.record(eligible, asked)
 
     def result(self, session: SessionRow, turns: Sequence[Turn]) -> orchestrator_pb2.Result:

@@ -89,11 +89,16 @@ class FormulaSpec(_Model):
 
 
 class Criterion(_Model):
-    """One concept a good free-text answer shows, with the words that show it."""
+    """One concept a good free-text answer shows, with the words that show it.
+
+    ``follow_up`` is the question asked when an answer misses this criterion (see
+    :func:`follow_up_prompt`); without it a template built from ``name`` is asked.
+    """
 
     name: str = Field(min_length=1)
     terms: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     weight: float = Field(gt=0, le=1)
+    follow_up: str | None = Field(default=None, min_length=10, max_length=1000)
 
 
 class Rubric(_Model):
@@ -185,12 +190,18 @@ class _ItemBase(_Model):
 
     def content(self) -> dict[str, Any]:
         """Everything that defines this item's version: a change here is a new version."""
+        spec = self.spec().model_dump(mode="json")
+        for criterion in spec.get("criteria", ()):
+            # Left out when unauthored, so adding the optional field to the schema did
+            # not turn every stored free-text item into a changed one (a new version).
+            if criterion.get("follow_up") is None:
+                criterion.pop("follow_up", None)
         return {
             "kind": self.kind,  # type: ignore[attr-defined]
             "skill_area": self.skill_area,
             "difficulty": self.difficulty,
             "prompt": self.prompt,
-            "spec": self.spec().model_dump(mode="json"),
+            "spec": spec,
         }
 
 
@@ -419,6 +430,61 @@ def to_question(stored: ItemVersion, position: int, total: int) -> orchestrator_
         if item.numeric.decimals is not None:
             question.decimals = item.numeric.decimals
     return question
+
+
+FOLLOW_UP_SUFFIX = "#follow-up"
+"""Appended to an item id to name its follow-up question; ``#`` never occurs in item ids."""
+
+
+def follow_up_question_id(item_id: str) -> str:
+    """The ``Question.item_id`` of the follow-up on ``item_id``, which its answer must name."""
+    return item_id + FOLLOW_UP_SUFFIX
+
+
+def follow_up_prompt(item: Item, criterion: str) -> str:
+    """What the candidate is asked when an answer to ``item`` missed ``criterion``.
+
+    The authored ``follow_up`` of the criterion, else a template naming it. The
+    criterion's terms are never shown: they are the words the rubric looks for.
+
+    Args:
+        item: A free-text item (any other kind gets the template).
+        criterion: The missed criterion's name.
+    """
+    if isinstance(item, FreeTextItem):
+        for c in item.rubric.criteria:
+            if c.name == criterion and c.follow_up:
+                return c.follow_up
+    topic = criterion.replace("_", " ").strip()
+    return (
+        f'Your answer did not cover one important point: "{topic}". '
+        "Could you explain that part too, in a few sentences?"
+    )
+
+
+def to_follow_up_question(stored: ItemVersion, criterion: str, position: int, total: int) -> orchestrator_pb2.Question:
+    """The follow-up on ``stored`` after an answer missed ``criterion``: free text, with
+    the original prompt for context and nothing of the rubric but the criterion's topic.
+
+    Args:
+        stored: The item version followed up.
+        criterion: Name of the missed criterion.
+        position: 1-based position of the original question.
+        total: Number of questions in the interview (follow-ups not counted).
+    """
+    item = stored.item
+    return orchestrator_pb2.Question(
+        item_id=follow_up_question_id(item.id),
+        item_version=stored.version,
+        kind=common_pb2.QUESTION_KIND_FREE_TEXT,
+        prompt=follow_up_prompt(item, criterion),
+        skill_area=item.skill_area,
+        position=position,
+        total=total,
+        follow_up=True,
+        follow_up_of_item_id=item.id,
+        original_prompt=item.prompt,
+    )
 
 
 def parse_choice_answer(item: ChoiceItem, answer: str) -> int | None:

@@ -58,10 +58,50 @@ class TimeLimitReached(FailedPrecondition):
 
 
 class ItemRef(NamedTuple):
-    """Names one item version."""
+    """Names one item version, as asked at one position of a session.
+
+    Attributes:
+        item_id: The item.
+        version: Its version.
+        follow_up_of: For a follow-up question: the 0-based position of the answer it
+            follows up (an answer to the same item); None for an item the engine chose.
+        criterion: For a follow-up: the name of the rubric criterion that answer missed.
+    """
 
     item_id: str
     version: int
+    follow_up_of: int | None = None
+    criterion: str = ""
+
+    @property
+    def is_follow_up(self) -> bool:
+        return self.follow_up_of is not None
+
+    @property
+    def version_ref(self) -> ItemRef:
+        """Just the item version, without what this position asks about it."""
+        return ItemRef(self.item_id, self.version)
+
+
+def item_entry(ref: ItemRef) -> dict[str, Any]:
+    """``ref`` as an entry of ``sessions.items`` (follow-up fields only on follow-ups,
+    so entries of sessions stored before follow-ups existed read back unchanged)."""
+    entry: dict[str, Any] = {"item_id": ref.item_id, "version": ref.version}
+    if ref.follow_up_of is not None:
+        entry["follow_up_of"] = ref.follow_up_of
+        entry["criterion"] = ref.criterion
+    return entry
+
+
+def item_from_entry(entry: dict[str, Any]) -> ItemRef:
+    """Inverse of :func:`item_entry`."""
+    follow_up_of = entry.get("follow_up_of")
+    return ItemRef(
+        str(entry["item_id"]),
+        int(entry["version"]),
+        None if follow_up_of is None else int(follow_up_of),
+        str(entry.get("criterion", "")),
+    )
 
 
 @dataclass(frozen=True)
@@ -177,7 +217,7 @@ def _session(row: asyncpg.Record) -> SessionRow:
         session_id=row["session_id"],
         candidate_name=row["candidate_name"],
         status=row["status"],
-        items=tuple(ItemRef(entry["item_id"], int(entry["version"])) for entry in row["items"]),
+        items=tuple(item_from_entry(entry) for entry in row["items"]),
         position=row["position"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
@@ -436,7 +476,7 @@ class Database:
                 session_id,
                 candidate_name,
                 STATUS_IN_PROGRESS,
-                [{"item_id": first_item.item_id, "version": first_item.version}],
+                [item_entry(first_item)],
                 cat_seed,
                 list(ineligible),
                 time_limit_s * (1 + extra_time_percent / 100),
@@ -617,7 +657,7 @@ class Database:
                     f"UPDATE sessions SET items = items || $2::jsonb WHERE session_id = $1"
                     f" RETURNING {_SESSION_COLUMNS}",
                     session_id,
-                    [{"item_id": next_item.item_id, "version": next_item.version}],
+                    [item_entry(next_item)],
                 )
                 return _session(row), True
             row = await self._finish_locked(conn, session_id, stop_reason, answered)
@@ -667,7 +707,8 @@ class Database:
             )
             asked = await conn.fetch(
                 "SELECT e->>'item_id' AS item_id, count(*) AS n FROM sessions s,"
-                " jsonb_array_elements(s.items) AS e WHERE s.status = $1 GROUP BY 1",
+                # A follow-up asks no new item: the item was counted when first asked.
+                " jsonb_array_elements(s.items) AS e WHERE s.status = $1 AND NOT e ? 'follow_up_of' GROUP BY 1",
                 STATUS_FINISHED,
             )
         return (

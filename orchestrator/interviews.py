@@ -42,16 +42,23 @@ SELECT i.interview_id, i.candidate_name, i.candidate_email, i.owner_user_id, i.s
 FROM interviews i
 LEFT JOIN sessions s ON s.session_id = i.session_id
 LEFT JOIN LATERAL (
-    SELECT count(*) AS answered, avg(latest.value) AS mean_score,
+    -- answered and mean_score count questions: a follow-up's answer
+    -- (orchestrator.db.ItemRef.follow_up_of) is not a question of its own, and its
+    -- credit shows in the ability estimate; a flagged follow-up still needs review.
+    SELECT count(*) FILTER (WHERE NOT a.follow_up) AS answered,
+           avg(latest.value) FILTER (WHERE NOT a.follow_up) AS mean_score,
            count(*) FILTER (WHERE latest.needs_review) AS needing_review
-    FROM answers a
+    FROM (
+        SELECT a.answer_id, COALESCE((fs.items -> a.position) ? 'follow_up_of', false) AS follow_up
+        FROM answers a JOIN sessions fs ON fs.session_id = a.session_id
+        WHERE a.session_id = i.session_id
+    ) a
     LEFT JOIN LATERAL (
         -- The stored Score JSON (orchestrator.db.score_to_json); scores stored before
         -- the scorer had review flags lack the key and count as not flagged.
         SELECT value, COALESCE((score->>'needs_review')::boolean, false) AS needs_review
         FROM scores WHERE answer_id = a.answer_id ORDER BY score_id DESC LIMIT 1
     ) latest ON true
-    WHERE a.session_id = i.session_id
 ) p ON i.session_id IS NOT NULL
 """
 

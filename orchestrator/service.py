@@ -23,17 +23,20 @@ from redis.exceptions import RedisError
 from common import session_events
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
 from common.numeric import NotANumber
-from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules
+from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules, cat_items, missed_criterion
 from orchestrator.bank import (
     ChoiceItem,
     ItemVersion,
     NumericItem,
+    follow_up_prompt,
+    follow_up_question_id,
     parse_choice_answer,
     parse_numeric_answer,
+    to_follow_up_question,
     to_question,
     to_scoring_item,
 )
-from orchestrator.db import REASON_TIME_LIMIT, AnswerRow, Database, ItemRef, SessionRow, TimeLimitReached
+from orchestrator.db import REASON_TIME_LIMIT, AnswerRow, Database, ItemRef, SessionRow, TimeLimitReached, Turn
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.state import SessionState, SessionStateStore
 from xlinterview.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
@@ -108,6 +111,11 @@ def _timestamp(value) -> Timestamp:  # type: ignore[no-untyped-def]
     ts = Timestamp()
     ts.FromDatetime(value)
     return ts
+
+
+def question_id(ref: ItemRef) -> str:
+    """The ``item_id`` the question at ``ref``'s position is asked and answered under."""
+    return follow_up_question_id(ref.item_id) if ref.is_follow_up else ref.item_id
 
 
 def _check_score(score: common_pb2.Score) -> None:
@@ -196,7 +204,10 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             if self._expired(row.deadline):
                 next_item, reason = None, REASON_TIME_LIMIT
             else:
-                next_item, reason = self.engine.decide(row, await self._db.turns(row.session_id))
+                turns = await self._db.turns(row.session_id)
+                next_item, reason = await self._follow_up(row, turns), None
+                if next_item is None:
+                    next_item, reason = self.engine.decide(row, turns)
             answered = row.position
             row, applied = await self._db.advance(row.session_id, answered, next_item, reason)
             await self._state.put(SessionState.from_row(row))
@@ -206,6 +217,28 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 break  # another request answered meanwhile; it advances on its own
         return row
 
+    async def _follow_up(self, row: SessionRow, turns: Sequence[Turn]) -> ItemRef | None:
+        """The follow-up on the last answer, if it missed a criterion that matters.
+
+        Decided once, like every next question: the choice is stored in the session's
+        items, so replays, reloads and restarts ask the same follow-up. A follow-up
+        gets none of its own, which bounds follow-ups to one per item; an answer still
+        waiting for its score gets none either.
+        """
+        if not row.items or row.position != len(row.items):
+            return None
+        last = row.items[-1]
+        if last.is_follow_up:
+            return None
+        scored = next((t for t in turns if t.answer.position == len(row.items) - 1), None)
+        if scored is None or scored.score is None:
+            return None
+        item = (await self._item(last)).item
+        criterion = missed_criterion(item, scored.score, self._settings.follow_up_min_weight)
+        if criterion is None:
+            return None
+        return ItemRef(last.item_id, last.version, follow_up_of=len(row.items) - 1, criterion=criterion.name)
+
     async def _expire(self, row: SessionRow) -> SessionRow:
         """Finishes a session whose time is up."""
         finished = await self._db.finish_session(row.session_id, REASON_TIME_LIMIT)
@@ -214,6 +247,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         return finished
 
     async def _item(self, ref: ItemRef) -> ItemVersion:
+        ref = ref.version_ref
         cached = self._items.get(ref)
         if cached is not None:
             return cached
@@ -226,8 +260,14 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         return stored
 
     async def _question(self, items: Sequence[ItemRef], index: int, max_items: int) -> orchestrator_pb2.Question:
-        total = max(max_items or self._settings.cat_max_items, len(items))
-        return to_question(await self._item(items[index]), position=index + 1, total=total)
+        # Positions and the total count the engine's items: a follow-up shares its
+        # original's number ("question 4 of 12, follow-up").
+        total = max(max_items or self._settings.cat_max_items, cat_items(items))
+        ref = items[index]
+        stored = await self._item(ref)
+        if ref.is_follow_up:
+            return to_follow_up_question(stored, ref.criterion, position=cat_items(items[:index]), total=total)
+        return to_question(stored, position=cat_items(items[: index + 1]), total=total)
 
     async def _session_message(self, row: SessionRow, *, with_turns: bool = True) -> orchestrator_pb2.Session:
         message = orchestrator_pb2.Session(
@@ -249,18 +289,23 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         values = []
         for turn in await self._db.turns(row.session_id):
             answer = turn.answer
-            item = await self._item(ItemRef(answer.item_id, answer.item_version))
+            item = (await self._item(ItemRef(answer.item_id, answer.item_version))).item
+            ref = row.items[answer.position] if answer.position < len(row.items) else None
+            follow_up = ref is not None and ref.is_follow_up
             out = message.turns.add(
                 answer_id=str(answer.answer_id),
                 item_id=answer.item_id,
                 item_version=answer.item_version,
-                prompt=item.item.prompt,
+                prompt=follow_up_prompt(item, ref.criterion) if follow_up and ref is not None else item.prompt,
                 answer=answer.answer,
                 submitted_at=_timestamp(answer.submitted_at),
+                follow_up=follow_up,
             )
             if turn.score is not None:
                 out.score.CopyFrom(turn.score)
-                values.append(turn.score.value)
+                if not follow_up:
+                    # One value per question; a follow-up's credit shows in the ability estimate.
+                    values.append(turn.score.value)
         message.overall_score = sum(values) / len(values) if values else 0.0
         return message
 
@@ -277,8 +322,33 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             response.finished = session.finished
         return response
 
-    async def _score(self, answer: AnswerRow) -> common_pb2.Score:
+    async def _scored_text(self, answer: AnswerRow, session: SessionRow) -> str:
+        """What the scorer grades for ``answer``: a follow-up's answer is graded together
+        with the answer it follows up, against the same rubric, so a point made in either
+        counts (the engine then weighs what only the follow-up added, see
+        :func:`orchestrator.adaptive.follow_up_credit`)."""
+        ref = session.items[answer.position] if answer.position < len(session.items) else None
+        if ref is None or ref.follow_up_of is None:
+            return answer.answer
+        original = next(
+            (t.answer for t in await self._db.turns(answer.session_id) if t.answer.position == ref.follow_up_of), None
+        )
+        if original is None:
+            # Follow-ups are only ever chosen after their original answer is stored.
+            log.error("answer %s follows up position %d, which has no answer", answer.answer_id, ref.follow_up_of)
+            return answer.answer
+        # Both fit the answer limit alone but not always together, and the scorer refuses
+        # longer text for good (a retry would never succeed): the original gives way,
+        # since the follow-up is what this score is for.
+        room = max(0, self._settings.max_answer_chars - len(answer.answer) - 2)
+        return f"{original.answer[:room]}\n\n{answer.answer}"
+
+    async def _score(self, answer: AnswerRow, session: SessionRow) -> common_pb2.Score:
         """Grades a stored answer and stores the grade (the first stored grade wins).
+
+        Args:
+            answer: The stored answer.
+            session: Its session (it tells whether the answer is to a follow-up).
 
         Raises:
             Unavailable: When the scorer fails or the grade cannot be stored; the
@@ -287,7 +357,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         item = await self._item(ItemRef(answer.item_id, answer.item_version))
         request = scorer_pb2.ScoreRequest(
             item=to_scoring_item(item),
-            answer=scorer_pb2.AnswerInput(answer_id=str(answer.answer_id), text=answer.answer),
+            answer=scorer_pb2.AnswerInput(answer_id=str(answer.answer_id), text=await self._scored_text(answer, session)),
         )
         deadline = self._settings.scorer_deadline_s
         try:
@@ -334,15 +404,16 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         )
         scored = 0
         for answer in pending:
+            session = await self._db.get_session(answer.session_id)
+            if session is None:
+                continue  # answers reference their session; only a hand-edited database gets here
             try:
-                score = await self._score(answer)
+                score = await self._score(answer, session)
             except Unavailable:
                 break
             scored += 1
             SCORING_RESULTS.labels("retried_ok").inc()
-            session = await self._db.get_session(answer.session_id)
-            if session is None:
-                continue
+            session = await self._db.get_session(answer.session_id) or session
             if session.finished:
                 await self._store_result(session)
             else:
@@ -368,7 +439,9 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         await self._events.publish(
             str(answer.session_id),
             session_events.ANSWER_SCORED,
-            session_events.answer_scored_data(response, answer.item_id, answer.idempotency_key),
+            session_events.answer_scored_data(
+                response, question_id(session.items[answer.position]), answer.idempotency_key
+            ),
         )
 
     # -- RPCs ---------------------------------------------------------------------------
@@ -443,10 +516,10 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
 
         async def check(session: SessionRow) -> None:
             current = session.items[session.position]
-            if request.item_id != current.item_id:
+            if request.item_id != question_id(current):
                 raise FailedPrecondition(
-                    f"item {request.item_id!r} is not the current question (question "
-                    f"{session.position + 1} is {current.item_id!r})"
+                    f"item {request.item_id!r} is not the current question (the current question "
+                    f"is {question_id(current)!r})"
                 )
             item = (await self._item(current)).item
             if isinstance(item, ChoiceItem) and parse_choice_answer(item, answer) is None:
@@ -487,7 +560,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         if score is None:
             # A failure here leaves the session waiting for its next question; the next
             # GetCurrentQuestion (or this key's retry) chooses it.
-            score = await self._score(stored)
+            score = await self._score(stored, session)
             session = await self._db.get_session(session_id) or session
             if session.finished:
                 # A late score (after a scorer outage) changes the finished result.

@@ -53,6 +53,9 @@ class OrchestratorSettings(ServiceSettings):
             scoring failed (``XLI_SCORING_RETRY_INTERVAL_S``); 0 turns the sweep off.
         scoring_retry_window_s: Answers older than this are no longer retried
             (``XLI_SCORING_RETRY_WINDOW_S``).
+        follow_up_min_weight: A free-text answer that misses a rubric criterion of at
+            least this weight gets one follow-up question (``XLI_FOLLOW_UP_MIN_WEIGHT``);
+            0 turns follow-ups off.
     """
 
     model_config = SettingsConfigDict(env_prefix="XLI_", extra="ignore", populate_by_name=True)
@@ -90,6 +93,7 @@ class OrchestratorSettings(ServiceSettings):
     max_extra_time_percent: int = Field(default=200, ge=0)
     scoring_retry_interval_s: float = Field(default=15.0, ge=0)
     scoring_retry_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    follow_up_min_weight: float = Field(default=0.3, ge=0, le=1)
 
     def require_backing_urls(self) -> None:
         """Checks that the backing-service URLs are set.

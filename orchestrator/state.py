@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from orchestrator.db import STATUS_FINISHED, Database, ItemRef, SessionRow
+from orchestrator.db import STATUS_FINISHED, Database, ItemRef, SessionRow, item_entry, item_from_entry
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 KEY_PREFIX = "xli:orchestrator:session:"
 # Bump when the cached shape changes, so old entries read as misses instead of errors.
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 
 REDIS_FALLBACKS = Counter(
     "xli_orchestrator_redis_fallbacks_total",
@@ -101,7 +101,8 @@ class SessionState:
                 "format": STATE_FORMAT,
                 "status": self.status,
                 "position": self.position,
-                "items": [[ref.item_id, ref.version] for ref in self.items],
+                # The sessions.items entries: follow-up positions must survive the cache.
+                "items": [item_entry(ref) for ref in self.items],
                 "max_items": self.max_items,
                 "deadline": None if self.deadline is None else self.deadline.isoformat(),
             },
@@ -119,7 +120,7 @@ class SessionState:
                 session_id,
                 str(data["status"]),
                 int(data["position"]),
-                tuple(ItemRef(str(i), int(v)) for i, v in data["items"]),
+                tuple(item_from_entry(entry) for entry in data["items"]),
                 int(data["max_items"]),
                 None if data["deadline"] is None else datetime.fromisoformat(data["deadline"]),
             )

@@ -36,6 +36,7 @@
     finishEarly: $("finish-early"), startTime: $("start-time"),
     timer: $("timer"), timerClock: $("timer-clock"), timerAnnounce: $("timer-announce"), timeUp: $("time-up"),
     progressFill: $("progress-fill"), questionHeading: $("question-heading"), skill: $("question-skill"), prompt: $("question-prompt"),
+    context: $("question-context"), contextPrompt: $("question-context-prompt"), followUp: $("question-follow-up"),
     sheet: $("sheet"), sheetCaption: $("sheet-caption"), sheetHead: $("sheet-head"), sheetBody: $("sheet-body"),
     answerForm: $("answer-form"), answerField: $("answer-field"), answerError: $("answer-error"),
     submitButton: $("submit-button"), submitStatus: $("submit-status"),
@@ -483,10 +484,15 @@
   function renderTurn(turn) {
     const q = turn.question;
     const total = q.total || 0;
-    el.questionHeading.textContent = total ? `Question ${q.position} of ${total}` : `Question ${q.position || ""}`.trim();
+    const heading = total ? `Question ${q.position} of ${total}` : `Question ${q.position || ""}`.trim();
+    // A follow-up shares its original's number: it is more of the same question, not a new one.
+    el.questionHeading.textContent = q.follow_up ? `${heading}: follow-up` : heading;
     el.progressFill.style.width = total ? `${Math.round(((q.position - 1) / total) * 100)}%` : "0";
     el.skill.hidden = !q.skill_area;
     el.skill.textContent = q.skill_area || "";
+    el.context.hidden = !(q.follow_up && q.original_prompt);
+    el.contextPrompt.textContent = q.follow_up ? q.original_prompt || "" : "";
+    el.followUp.hidden = !q.follow_up;
     el.prompt.textContent = q.prompt;
     renderSheet(q.kind === "QUESTION_KIND_FORMULA" ? q.sheet : null);
 
@@ -558,7 +564,12 @@
     el.summaryTurns.replaceChildren(...session.turns.map((turn) => {
       const li = document.createElement("li");
       const prompt = document.createElement("p");
-      prompt.textContent = turn.prompt;
+      if (turn.follow_up) {
+        const label = document.createElement("strong");
+        label.textContent = "Follow-up: ";
+        prompt.append(label);
+      }
+      prompt.append(turn.prompt);
       const answer = document.createElement("p");
       answer.append("Your answer: ");
       const code = document.createElement("span");

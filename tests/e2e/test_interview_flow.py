@@ -39,7 +39,14 @@ def test_one_interview_travels_every_layer(stack: Stack, client: httpx.Client, a
     assert total >= 3
 
     submitted: list[tuple[str, str, dict]] = []
+    follow_ups, previous = 0, question
     while True:
+        if question.get("follow_up"):
+            # An answer that missed an important rubric point gets one follow-up on its item.
+            follow_ups += 1
+            assert question["kind"] == "QUESTION_KIND_FREE_TEXT" and question["original_prompt"]
+            assert question["item_id"] == question["follow_up_of_item_id"] + "#follow-up"
+            assert question["follow_up_of_item_id"] == previous["item_id"] and not previous.get("follow_up")
         key = str(uuid.uuid4())
         text = answer_for(question)
         reply = client.post(
@@ -67,10 +74,11 @@ def test_one_interview_travels_every_layer(stack: Stack, client: httpx.Client, a
 
         if body.get("finished"):
             break
-        question = body["next_question"]
+        previous, question = question, body["next_question"]
 
     # Adaptive: total is the most questions; the engine may stop earlier once sure enough.
-    assert 3 <= len(submitted) <= total
+    # Follow-ups do not count toward the total.
+    assert 3 <= len(submitted) - follow_ups <= total
     session = client.get(f"/api/v1/sessions/{session_id}", headers=candidate).json()
     assert session["status"] == "SESSION_STATUS_FINISHED"
     assert [t["answer_id"] for t in session["turns"]] == [a for a, _, _ in submitted]

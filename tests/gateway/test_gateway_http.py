@@ -12,7 +12,9 @@ from grpc_health.v1 import health_pb2
 
 from gateway_fakes import FakeServer, free_port, serve
 from gateway.orchestrator import ORCHESTRATOR_SERVICE
+from gateway.schemas import question_from_proto, session_from_proto
 from gateway.settings import GatewaySettings
+from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 API = "/api/v1/invites/accept"
 
@@ -99,8 +101,35 @@ async def test_page_has_the_screens_and_accessibility_hooks(client: httpx.AsyncC
     for needle in (
         "/api/v1/sessions", "/api/v1/invites", "#invite=", "Authorization", "idempotency_key", "randomUUID",
         "localStorage", "Scored by", "of ${total}",
+        # A follow-up shows its label and the original question for context.
+        "q.follow_up", "q.original_prompt", "turn.follow_up",
     ):
         assert needle in js, needle
+    for needle in ('id="question-context"', 'id="question-context-prompt"', 'id="question-follow-up"', "Follow-up:"):
+        assert needle in html, needle
+
+
+def test_follow_up_questions_reach_the_page() -> None:
+    question = orchestrator_pb2.Question(
+        item_id="why-absolute#follow-up",
+        item_version=2,
+        kind=common_pb2.QUESTION_KIND_FREE_TEXT,
+        prompt="How do you write one?",
+        position=4,
+        total=12,
+        follow_up=True,
+        follow_up_of_item_id="why-absolute",
+        original_prompt="Why would you use an absolute reference?",
+    )
+    body = question_from_proto(question).model_dump(mode="json")
+    assert (body["follow_up"], body["follow_up_of_item_id"], body["original_prompt"]) == (
+        True, "why-absolute", "Why would you use an absolute reference?"
+    )
+    plain = question_from_proto(orchestrator_pb2.Question(item_id="q", prompt="p")).model_dump(mode="json")
+    assert (plain["follow_up"], plain["follow_up_of_item_id"], plain["original_prompt"]) == (False, "", "")
+    turn = orchestrator_pb2.Turn(answer_id="a", item_id="why-absolute", prompt="How do you write one?", follow_up=True)
+    session = session_from_proto(orchestrator_pb2.Session(session_id="s", turns=[turn]))
+    assert session.turns[0].follow_up is True
 
 
 async def test_openapi_and_local_swagger_ui(client: httpx.AsyncClient) -> None:

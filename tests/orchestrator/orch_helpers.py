@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -64,19 +64,22 @@ class FakeScorer(scorer_pb2_grpc.ScorerServicer):
     """A Scorer whose answers the test controls.
 
     ``mode`` is ``ok`` (answer with ``values[item_id]`` or 0.75), ``unavailable``
-    (abort with UNAVAILABLE) or ``slow`` (sleep ``delay_s`` first). Every request is
-    recorded.
+    (abort with UNAVAILABLE) or ``slow`` (sleep ``delay_s`` first). ``grade``, when
+    set, is called with each request and may return a Score whose value, criteria and
+    signals replace the defaults (None keeps them). Every request is recorded.
     """
 
     def __init__(self) -> None:
         self.mode = "ok"
         self.delay_s = 3.0
         self.values: dict[str, float] = {}
+        self.grade: Callable[[scorer_pb2.ScoreRequest], common_pb2.Score | None] | None = None
         self.requests: list[scorer_pb2.ScoreRequest] = []
 
     def reset(self) -> None:
         self.mode = "ok"
         self.values.clear()
+        self.grade = None
         self.requests.clear()
 
     async def Score(self, request, context):  # type: ignore[no-untyped-def]
@@ -85,20 +88,20 @@ class FakeScorer(scorer_pb2_grpc.ScorerServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "fake scorer is down")
         if self.mode == "slow":
             await asyncio.sleep(self.delay_s)
-        value = self.values.get(request.item.item_id, 0.75)
-        return scorer_pb2.ScoreResponse(
-            answer_id=request.answer.answer_id,
-            score=common_pb2.Score(
-                value=value,
-                confidence=0.9,
-                feedback=f"fake feedback for {request.item.item_id}",
-                evidence=[f"answer length {len(request.answer.text)}"],
-                signals=["test.fake_scorer"],
-                provenance=common_pb2.ScoreProvenance(
-                    model_name="fake", model_version="1", backend="rule", code_version="test"
-                ),
-            ),
+        score = common_pb2.Score(
+            value=self.values.get(request.item.item_id, 0.75),
+            confidence=0.9,
+            feedback=f"fake feedback for {request.item.item_id}",
+            evidence=[f"answer length {len(request.answer.text)}"],
+            signals=["test.fake_scorer"],
+            provenance=common_pb2.ScoreProvenance(model_name="fake", model_version="1", backend="rule", code_version="test"),
         )
+        graded = self.grade(request) if self.grade is not None else None
+        if graded is not None:
+            score.value = graded.value
+            score.criteria.extend(graded.criteria)
+            score.signals.extend(graded.signals)
+        return scorer_pb2.ScoreResponse(answer_id=request.answer.answer_id, score=score)
 
 
 async def start_fake_scorer(fake: FakeScorer, port: int = 0) -> tuple[grpc.aio.Server, int]:

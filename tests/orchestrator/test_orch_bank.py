@@ -310,6 +310,9 @@ CANDIDATE_FIELDS = {
     "item_id", "item_version", "kind", "prompt", "skill_area", "sheet", "options", "position", "total",
     # Numeric questions: how to type the answer, never the answer or its tolerance.
     "unit", "decimals",
+    # Follow-ups: a flag, the item followed up and its own (already shown) prompt. The
+    # follow-up's prompt names the missed criterion's topic, never its rubric terms.
+    "follow_up", "follow_up_of_item_id", "original_prompt",
 }
 
 
