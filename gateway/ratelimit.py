@@ -4,7 +4,8 @@ A window is one minute: the first request in a window creates a counter that
 expires with the window, every request increments it, and a request over the limit
 gets 429 with ``Retry-After`` set to the seconds left in the window. Fixed windows
 let a client send up to twice the limit across a window edge; that is acceptable for
-abuse protection and costs one Redis round trip per check.
+abuse protection and cheap: every limit that applies to a request is counted in one
+Redis round trip (one script call), however many there are.
 
 When Redis fails the request is let through and the failure logged: an outage of
 the limiter must not become an outage of interviews.
@@ -15,7 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
@@ -33,25 +35,53 @@ KEY_PREFIX = "xli:gateway:rl:"
 RATE_LIMITED = Counter("xli_gateway_rate_limited_total", "Requests refused by a rate limit", ["bucket"])
 LIMITER_ERRORS = Counter("xli_gateway_rate_limiter_errors_total", "Rate-limit checks that failed open")
 
-# Increments the window's counter, starting its expiry on the first hit; returns the
-# count and the milliseconds left in the window.
+# Counts a hit on each key in order, starting a key's expiry on its first hit, and
+# stops at the first key over its limit, so a refused request is not counted in the
+# buckets after it (as if each limit were checked on its own, in order). Returns the
+# 1-based index of that key and the milliseconds left in its window, or {0, 0}.
+# ARGV[1] is the window in ms; ARGV[i + 1] is the limit of KEYS[i].
 _HIT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then
+    redis.call('PEXPIRE', key, ARGV[1])
+  end
+  if count > tonumber(ARGV[i + 1]) then
+    return {i, redis.call('PTTL', key)}
+  end
 end
-return {count, redis.call('PTTL', KEYS[1])}
+return {0, 0}
 """
 
 
-class Limiter(Protocol):
-    """Counts hits of one key within the current window."""
+class Check(NamedTuple):
+    """One limit that applies to a request.
 
-    async def hit(self, key: str) -> tuple[int, float]:
-        """Records a hit.
+    Attributes:
+        bucket: What is limited, e.g. ``ip`` or ``api_key``; part of the counter key.
+        key: Whose requests, e.g. the client IP.
+        limit: Requests allowed per window.
+    """
+
+    bucket: str
+    key: str
+    limit: int
+
+    @property
+    def counter(self) -> str:
+        """The counter's name within the limiter."""
+        return f"{self.bucket}:{self.key}"
+
+
+class Limiter(Protocol):
+    """Counts hits within the current window."""
+
+    async def hit(self, checks: Sequence[Check]) -> tuple[int, float] | None:
+        """Counts one hit on each check's counter in order, stopping at the first over its limit.
 
         Returns:
-            ``(count, seconds_left)`` of the key's current window.
+            None when every check is within its limit; otherwise ``(index, seconds_left)``
+            of the first check over its limit and of its current window.
         """
         ...
 
@@ -74,9 +104,13 @@ class RedisLimiter:
         )
         self._script = self._redis.register_script(_HIT)
 
-    async def hit(self, key: str) -> tuple[int, float]:
-        count, pttl = await self._script(keys=[KEY_PREFIX + key], args=[WINDOW_S * 1000])
-        return int(count), max(int(pttl), 0) / 1000
+    async def hit(self, checks: Sequence[Check]) -> tuple[int, float] | None:
+        index, pttl = await self._script(
+            keys=[KEY_PREFIX + c.counter for c in checks], args=[WINDOW_S * 1000, *(c.limit for c in checks)]
+        )
+        if not index:
+            return None
+        return int(index) - 1, max(int(pttl), 0) / 1000
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -88,41 +122,44 @@ class MemoryLimiter:
     def __init__(self) -> None:
         self._windows: dict[str, tuple[float, int]] = {}
 
-    async def hit(self, key: str) -> tuple[int, float]:
+    async def hit(self, checks: Sequence[Check]) -> tuple[int, float] | None:
         now = time.monotonic()
-        ends, count = self._windows.get(key, (0.0, 0))
-        if now >= ends:
-            if len(self._windows) > 100_000:
-                # Forget expired windows now and then, so the dict cannot grow forever.
-                self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
-            ends, count = now + WINDOW_S, 0
-        self._windows[key] = (ends, count + 1)
-        return count + 1, ends - now
+        for index, check in enumerate(checks):
+            ends, count = self._windows.get(check.counter, (0.0, 0))
+            if now >= ends:
+                if len(self._windows) > 100_000:
+                    # Forget expired windows now and then, so the dict cannot grow forever.
+                    self._windows = {k: v for k, v in self._windows.items() if v[0] > now}
+                ends, count = now + WINDOW_S, 0
+            self._windows[check.counter] = (ends, count + 1)
+            if count + 1 > check.limit:
+                return index, ends - now
+        return None
 
     async def close(self) -> None:
         self._windows.clear()
 
 
-async def enforce(limiter: Limiter, bucket: str, key: str, limit: int) -> None:
-    """Counts a request against ``bucket``/``key`` and refuses it over ``limit``.
+async def enforce(limiter: Limiter, *checks: Check) -> None:
+    """Counts a request against every check, in order, and refuses it over any limit.
 
     Args:
         limiter: Where the counters live.
-        bucket: What is limited, e.g. ``ip`` or ``api_key``; part of the counter key.
-        key: Whose requests, e.g. the client IP.
-        limit: Requests allowed per window.
+        checks: The limits that apply; the first one over its limit refuses the
+            request and the ones after it are not counted.
 
     Raises:
-        ProblemError: 429 with ``Retry-After`` when over the limit.
+        ProblemError: 429 with ``Retry-After`` when over a limit.
     """
     try:
-        count, seconds_left = await limiter.hit(f"{bucket}:{key}")
+        refused = await limiter.hit(checks)
     except (RedisError, OSError, TimeoutError) as exc:
         LIMITER_ERRORS.inc()
         log.warning("rate limiter unavailable (%r); letting the request through", exc)
         return
-    if count > limit:
-        RATE_LIMITED.labels(bucket).inc()
+    if refused is not None:
+        index, seconds_left = refused
+        RATE_LIMITED.labels(checks[index].bucket).inc()
         retry_after = max(1, math.ceil(seconds_left))
         raise ProblemError(
             429,

@@ -10,7 +10,8 @@ import jwt
 import pytest
 
 from gateway.app import create_app
-from gateway.ratelimit import MemoryLimiter, RedisLimiter, enforce
+from gateway.auth import TokenService
+from gateway.ratelimit import Check, MemoryLimiter, RedisLimiter, enforce
 from gateway.problems import ProblemError
 from gateway.settings import DEV_JWT_SECRET, GatewaySettings, InsecureSettings
 from gateway_fakes import STAFF, FakeServer, sign_in, start_as_candidate
@@ -67,6 +68,8 @@ async def test_wrong_password_and_bad_tokens_are_401(client: httpx.AsyncClient, 
     wrong = await client.post("/api/v1/auth/login", json={"email": "iv@example.com", "password": "nope"})
     assert problem_of(wrong, 401)["detail"] == "wrong email or password"
     headers = await sign_in(client, "admin@example.com")
+    # Used first, so it is in the verified-token cache: a near copy must still fail.
+    assert (await client.get(INTERVIEWS, headers=headers)).status_code == 200
     token = headers["authorization"].split()[1]
     head, payload, signature = token.split(".")
     tampered = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
@@ -86,7 +89,35 @@ async def test_wrong_password_and_bad_tokens_are_401(client: httpx.AsyncClient, 
         problem_of(response, 401)
         assert response.headers["www-authenticate"] == "Bearer"
     problem_of(await client.get(INTERVIEWS), 401)
-    assert [c[0] for c in orchestrator.servicer.calls].count("ListInterviews") == 0
+    assert [c[0] for c in orchestrator.servicer.calls].count("ListInterviews") == 1  # the valid token's only
+
+
+def test_verified_tokens_are_remembered_until_they_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenService(DEV_JWT_SECRET, 60, 60, 60)
+    monkeypatch.setattr(TokenService, "VERIFIED_CACHE_SIZE", 2)
+    token = tokens.candidate_token("iv-1", "s-1")
+    first = tokens.principal(token)
+    decoded = []
+    monkeypatch.setattr(tokens, "decode", lambda *a: decoded.append(a))  # the cache must not decode again
+    assert tokens.principal(token) is first and decoded == []
+    # Past its exp the remembered token is refused, as PyJWT would refuse it.
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(ProblemError, match="expired") as caught:
+        tokens.principal(token)
+    assert caught.value.status == 401 and token not in tokens._verified
+
+
+def test_the_verified_token_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenService(DEV_JWT_SECRET, 60, 60, 60)
+    monkeypatch.setattr(TokenService, "VERIFIED_CACHE_SIZE", 2)
+    issued = [tokens.candidate_token("iv", f"s-{n}") for n in range(3)]
+    for token in issued:
+        tokens.principal(token)
+    assert list(tokens._verified) == issued[1:]  # the oldest went first
+    with pytest.raises(ProblemError):
+        tokens.principal("not.a.token")
+    assert len(tokens._verified) == 2  # failures are not remembered
 
 
 # ------------------------------------------------------------------ roles and ownership
@@ -202,30 +233,59 @@ async def test_candidate_sessions_are_limited(orchestrator: FakeServer, make_cli
         assert statuses == [200, 200, 200, 429]
 
 
+async def test_bad_tokens_count_against_the_ip_and_good_ones_against_their_session_once(
+    orchestrator: FakeServer, make_client
+) -> None:
+    async with make_client(orchestrator.address, rate_limit_ip_per_min=6, rate_limit_candidate_per_min=2) as client:
+        session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]  # 1 IP hit
+        bad = {"authorization": "Bearer not-a-token"}
+        assert [(await client.get(f"/api/v1/sessions/{session_id}", headers=bad)).status_code for _ in range(2)] == [401, 401]
+        # The candidate's token (start_as_candidate set it on the client) counts once a request.
+        assert [(await client.get(f"/api/v1/sessions/{session_id}")).status_code for _ in range(3)] == [200, 200, 429]
+        # Six hits on the IP so far: the next request is over the IP's limit, token or not.
+        problem_of(await client.get(f"/api/v1/sessions/{session_id}", headers=bad), 429)
+
+
 async def test_redis_limiter_counts_across_clients_and_expires(tmp_path: Path) -> None:
     from stack.backing import EmbeddedRedis
 
     with EmbeddedRedis(tmp_path / "redis") as server:
         first, second = RedisLimiter(server.url), RedisLimiter(server.url)
         try:
-            await enforce(first, "ip", "10.0.0.1", 2)
-            await enforce(second, "ip", "10.0.0.1", 2)  # a second gateway shares the count
+            await enforce(first, Check("ip", "10.0.0.1", 2))
+            await enforce(second, Check("ip", "10.0.0.1", 2))  # a second gateway shares the count
             with pytest.raises(ProblemError) as caught:
-                await enforce(first, "ip", "10.0.0.1", 2)
+                await enforce(first, Check("ip", "10.0.0.1", 2))
             assert caught.value.status == 429 and 1 <= int(caught.value.headers["Retry-After"]) <= 60
-            await enforce(first, "ip", "10.0.0.2", 2)  # another key has its own window
+            await enforce(first, Check("ip", "10.0.0.2", 2))  # another key has its own window
+            await check_several_limits_in_one_call(first)
         finally:
             await first.close()
             await second.close()
     # Redis gone: requests pass (and are logged) rather than fail.
     down = RedisLimiter(server.url)
-    await enforce(down, "ip", "10.0.0.1", 0)
+    await enforce(down, Check("ip", "10.0.0.1", 0), Check("candidate", "s", 0))
     await down.close()
+
+
+async def check_several_limits_in_one_call(limiter: MemoryLimiter | RedisLimiter) -> None:
+    """Counts in order and stops at the first limit exceeded, as separate checks would."""
+    ip, session = Check("ip", "10.9.9.9", 2), Check("candidate", "several", 1)
+    assert await limiter.hit([ip, session]) is None
+    refused = await limiter.hit([ip, session])  # the session's second request
+    assert refused is not None and refused[0] == 1 and 0 < refused[1] <= 60
+    refused = await limiter.hit([ip, session])  # the IP's third: the session is not counted again
+    assert refused is not None and refused[0] == 0
+    assert await limiter.hit([Check("candidate", "several", 3)]) is None  # 3rd hit: 2 counted before
+    assert await limiter.hit([Check("candidate", "several", 3)]) is not None
 
 
 async def test_memory_limiter_window_resets() -> None:
     limiter = MemoryLimiter()
-    assert (await limiter.hit("k"))[0] == 1
-    assert (await limiter.hit("k"))[0] == 2
-    limiter._windows["k"] = (0.0, 2)  # the window has ended
-    assert (await limiter.hit("k"))[0] == 1
+    check = Check("ip", "k", 2)
+    assert await limiter.hit([check]) is None
+    assert await limiter.hit([check]) is None
+    assert await limiter.hit([check]) == (0, pytest.approx(60, abs=1))
+    limiter._windows["ip:k"] = (0.0, 3)  # the window has ended
+    assert await limiter.hit([check]) is None
+    await check_several_limits_in_one_call(MemoryLimiter())
