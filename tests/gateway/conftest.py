@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.grpc_server import create_server
@@ -16,6 +18,21 @@ from gateway.orchestrator import ORCHESTRATOR_SERVICE
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeOrchestrator, FakeServer
 from xlinterview.v1 import admin_pb2_grpc, orchestrator_pb2_grpc
+
+
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's binary; /usr/bin/chromium is a wrapper script
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed (`make test` installs it)")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-background-networking"]
+        )
+        yield launched
+        await launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,6 @@ from playwright.async_api import Browser, Page, expect
 import gateway_fakes
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeServer, serve, start_as_candidate
-# The page tests' real browser (skipped without Debian's chromium), shared rather than redefined.
-from test_gateway_page_live import browser  # noqa: F401 - a pytest fixture
 from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 API = "/api/v1/sessions"

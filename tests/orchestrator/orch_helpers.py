@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.grpc_server import create_server
 from orchestrator.app import Orchestrator
 from orchestrator.settings import OrchestratorSettings
-from xlinterview.v1 import common_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,3 +196,48 @@ class TcpProxy:
         ):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+
+# -- calling the service in tests -------------------------------------------------------
+
+
+def good_answer(question: pb.Question) -> str:
+    """Some answer of the right shape for ``question`` (the fake scorer does not grade it)."""
+    if question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
+        return "0"
+    if question.kind == common_pb2.QUESTION_KIND_FORMULA:
+        return "=SUM(D2:D11)"
+    if question.kind == common_pb2.QUESTION_KIND_NUMERIC:
+        return "42"
+    return "A relative reference shifts when copied; an absolute one like $A$1 stays fixed."
+
+
+async def start(stub, name: str = "Ada Lovelace") -> pb.StartInterviewResponse:  # type: ignore[no-untyped-def]
+    return await stub.StartInterview(pb.StartInterviewRequest(candidate_name=name))
+
+
+async def submit(stub, session_id: str, question: pb.Question, answer: str | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
+    return await stub.SubmitAnswer(
+        pb.SubmitAnswerRequest(
+            session_id=session_id,
+            item_id=question.item_id,
+            answer=good_answer(question) if answer is None else answer,
+            idempotency_key=key or uuid.uuid4().hex,
+        )
+    )
+
+
+async def rpc_error(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return caught.value
+
+
+async def count_rows(pg: asyncpg.Connection, session_id: str) -> tuple[int, int]:
+    """(answers, scores) stored for a session."""
+    answers = await pg.fetchval("SELECT count(*) FROM answers WHERE session_id = $1", uuid.UUID(session_id))
+    scores = await pg.fetchval(
+        "SELECT count(*) FROM scores s JOIN answers a USING (answer_id) WHERE a.session_id = $1",
+        uuid.UUID(session_id),
+    )
+    return answers, scores

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from pydantic import ValidationError
 
-from orch_helpers import FakeScorer, running_orchestrator
+from orch_helpers import FakeScorer, count_rows, good_answer, rpc_error, running_orchestrator, start, submit
 from orchestrator.adaptive import (
     GUARD_SIGNAL_PREFIX,
     AdaptiveEngine,
@@ -27,7 +27,6 @@ from orchestrator.db import AnswerRow, ItemRef, SessionRow, Turn
 from orchestrator.settings import DEFAULT_BANK_DIR, OrchestratorSettings
 from orchestrator.state import SessionStateStore
 from scorer.guards import GUARD_SIGNAL_PREFIX as SCORER_GUARD_PREFIX
-from test_orch_service import count_rows, good_answer, rpc_error, start, submit
 from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
 from xlinterview.v1 import scorer_pb2
 

@@ -13,18 +13,10 @@ import asyncpg
 import grpc
 import pytest
 
-from orch_helpers import FakeScorer, running_orchestrator, spawn_orchestrator, wait_until_serving
+from orch_helpers import FakeScorer, good_answer, running_orchestrator, spawn_orchestrator, wait_until_serving
 from stack.backing import free_port
-from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
+from xlinterview.v1 import orchestrator_pb2 as pb
 from xlinterview.v1 import orchestrator_pb2_grpc
-
-
-def answer_for(question: pb.Question) -> str:
-    if question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
-        return "0"
-    if question.kind == common_pb2.QUESTION_KIND_NUMERIC:
-        return "42"
-    return "=SUM(B2:B9)" if question.kind == common_pb2.QUESTION_KIND_FORMULA else "It stays fixed when copied."
 
 
 @asynccontextmanager
@@ -58,7 +50,7 @@ async def test_killed_mid_interview_resumes_with_no_lost_or_duplicated_turn(  # 
             for _ in range(3):
                 key = uuid.uuid4().hex
                 reply = await stub.SubmitAnswer(
-                    pb.SubmitAnswerRequest(session_id=sid, item_id=question.item_id, answer=answer_for(question), idempotency_key=key),
+                    pb.SubmitAnswerRequest(session_id=sid, item_id=question.item_id, answer=good_answer(question), idempotency_key=key),
                     timeout=10,
                 )
                 submitted.append((key, reply.answer_id))
@@ -83,7 +75,7 @@ async def test_killed_mid_interview_resumes_with_no_lost_or_duplicated_turn(  # 
             while True:
                 key = uuid.uuid4().hex
                 reply = await stub.SubmitAnswer(
-                    pb.SubmitAnswerRequest(session_id=sid, item_id=question.item_id, answer=answer_for(question), idempotency_key=key),
+                    pb.SubmitAnswerRequest(session_id=sid, item_id=question.item_id, answer=good_answer(question), idempotency_key=key),
                     timeout=10,
                 )
                 submitted.append((key, reply.answer_id))
@@ -112,7 +104,7 @@ async def test_time_limit_is_enforced_with_extra_time(make_settings, scorer: Fak
         await asyncio.sleep(1.3)
         sid, q = standard.session.session_id, standard.question
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.SubmitAnswer(pb.SubmitAnswerRequest(session_id=sid, item_id=q.item_id, answer=answer_for(q), idempotency_key="late"))
+            await stub.SubmitAnswer(pb.SubmitAnswerRequest(session_id=sid, item_id=q.item_id, answer=good_answer(q), idempotency_key="late"))
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "time limit" in caught.value.details()
         assert await pg.fetchval("SELECT count(*) FROM answers WHERE session_id = $1", uuid.UUID(sid)) == 0
         session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
@@ -121,6 +113,6 @@ async def test_time_limit_is_enforced_with_extra_time(make_settings, scorer: Fak
         # The accommodated candidate still has time.
         q2 = extended.question
         reply = await stub.SubmitAnswer(
-            pb.SubmitAnswerRequest(session_id=extended.session.session_id, item_id=q2.item_id, answer=answer_for(q2), idempotency_key="in-time")
+            pb.SubmitAnswerRequest(session_id=extended.session.session_id, item_id=q2.item_id, answer=good_answer(q2), idempotency_key="in-time")
         )
         assert reply.answer_id

@@ -16,7 +16,17 @@ import grpc
 import pytest
 
 from common import session_events
-from orch_helpers import FakeScorer, TcpProxy, running_orchestrator, start_fake_scorer
+from orch_helpers import (
+    FakeScorer,
+    TcpProxy,
+    count_rows,
+    good_answer,
+    rpc_error,
+    running_orchestrator,
+    start,
+    start_fake_scorer,
+    submit,
+)
 from orchestrator.bank import load_bank
 from orchestrator.service import EVENT_PUBLISH_ERRORS
 from orchestrator.settings import DEFAULT_BANK_DIR, OrchestratorSettings
@@ -27,48 +37,6 @@ from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
 BANK = load_bank(DEFAULT_BANK_DIR)
 AREAS = sorted({item.skill_area for item in BANK})
 MAX_ITEMS = OrchestratorSettings.model_fields["cat_max_items"].default
-
-
-def good_answer(question: pb.Question) -> str:
-    """Some answer of the right shape for ``question`` (the fake scorer does not grade it)."""
-    if question.kind == common_pb2.QUESTION_KIND_MULTIPLE_CHOICE:
-        return "0"
-    if question.kind == common_pb2.QUESTION_KIND_FORMULA:
-        return "=SUM(D2:D11)"
-    if question.kind == common_pb2.QUESTION_KIND_NUMERIC:
-        return "42"
-    return "A relative reference shifts when copied; an absolute one like $A$1 stays fixed."
-
-
-async def start(stub, name: str = "Ada Lovelace") -> pb.StartInterviewResponse:  # type: ignore[no-untyped-def]
-    return await stub.StartInterview(pb.StartInterviewRequest(candidate_name=name))
-
-
-async def submit(stub, session_id: str, question: pb.Question, answer: str | None = None, key: str | None = None):  # type: ignore[no-untyped-def]
-    return await stub.SubmitAnswer(
-        pb.SubmitAnswerRequest(
-            session_id=session_id,
-            item_id=question.item_id,
-            answer=good_answer(question) if answer is None else answer,
-            idempotency_key=key or uuid.uuid4().hex,
-        )
-    )
-
-
-async def rpc_error(call) -> grpc.aio.AioRpcError:  # type: ignore[no-untyped-def]
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call
-    return caught.value
-
-
-async def count_rows(pg: asyncpg.Connection, session_id: str) -> tuple[int, int]:
-    """(answers, scores) stored for a session."""
-    answers = await pg.fetchval("SELECT count(*) FROM answers WHERE session_id = $1", uuid.UUID(session_id))
-    scores = await pg.fetchval(
-        "SELECT count(*) FROM scores s JOIN answers a USING (answer_id) WHERE a.session_id = $1",
-        uuid.UUID(session_id),
-    )
-    return answers, scores
 
 
 async def test_full_interview(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
