@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from pydantic import ValidationError
 
 from common.logging import configure_logging
 from gateway.app import create_app
@@ -38,11 +40,29 @@ def server_options(settings: GatewaySettings) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    """Reads the settings from the environment and serves until SIGINT/SIGTERM."""
+def worker_app() -> FastAPI:
+    """The app of one worker process when ``XLI_GATEWAY_WORKERS`` > 1.
+
+    uvicorn starts each worker as a fresh interpreter (spawned, never forked: a forked
+    gRPC runtime can deadlock), so each reads the same environment and sets up its
+    own logging.
+    """
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
+def main() -> None:
+    """Reads the settings from the environment and serves until SIGINT/SIGTERM."""
     try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        configure_logging("gateway", "INFO", True)
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    try:
+        # Built here even with several workers: bad settings stop the parent at once.
         app = create_app(settings)
     except InsecureSettings as exc:
         log.error("cannot start: %s", exc)
@@ -54,7 +74,11 @@ def main() -> None:
         settings.port,
         settings.orchestrator_address,
     )
-    uvicorn.run(app, **server_options(settings))
+    if settings.workers > 1:
+        log.info("%d worker processes", settings.workers)
+        uvicorn.run("gateway.__main__:worker_app", factory=True, workers=settings.workers, **server_options(settings))
+    else:
+        uvicorn.run(app, **server_options(settings))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from common.settings import ServiceSettings
@@ -26,6 +26,9 @@ class GatewaySettings(ServiceSettings):
             (``XLI_ORCHESTRATOR_ADDRESS``).
         host: Interface the HTTP server binds (``XLI_GATEWAY_HOST``).
         port: Port the HTTP server binds (``XLI_GATEWAY_PORT``).
+        workers: HTTP worker processes sharing the port (``XLI_GATEWAY_WORKERS``). One
+            worker uses about one core; more need ``REDIS_URL``, since rate limits
+            and live events must be shared by every worker.
         grpc_deadline_s: Deadline of every call to the orchestrator. Generous because
             submitting an answer waits for it to be scored (``XLI_GRPC_DEADLINE_S``).
         readiness_deadline_s: Deadline of the health check behind ``/readyz``; short so
@@ -66,6 +69,7 @@ class GatewaySettings(ServiceSettings):
     orchestrator_address: str = Field(default="127.0.0.1:50052", validation_alias="XLI_ORCHESTRATOR_ADDRESS")
     host: str = Field(default="127.0.0.1", validation_alias="XLI_GATEWAY_HOST")
     port: int = Field(default=8000, ge=0, le=65535, validation_alias="XLI_GATEWAY_PORT")
+    workers: int = Field(default=1, ge=1, le=64, validation_alias="XLI_GATEWAY_WORKERS")
     grpc_deadline_s: float = Field(default=10.0, gt=0)
     readiness_deadline_s: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
@@ -94,6 +98,13 @@ class GatewaySettings(ServiceSettings):
             # strict=False: "10.0.0.1/8" means the network it is in, as a reader expects.
             return [ip_network(v, strict=False) if isinstance(v, str) else v for v in value]
         return value
+
+    @model_validator(mode="after")
+    def _shared_state_for_workers(self) -> GatewaySettings:
+        if self.workers > 1 and not self.redis_url:
+            # Each worker would count its own rate limits and hear only its own events.
+            raise ValueError("XLI_GATEWAY_WORKERS > 1 needs REDIS_URL: workers share rate limits and events through it")
+        return self
 
     def check_secrets(self) -> None:
         """Refuses to run outside development with built-in secrets or in-process limits.

@@ -17,9 +17,16 @@ router = APIRouter(prefix="/api/v1/interviews", tags=["reports"], responses=prob
 
 
 def skill_scores(session: Session, item_skills: dict[str, str]) -> list[SkillScore]:
-    """Mean score per skill area over the scored turns, in order of first appearance."""
+    """Mean score per skill area over the scored questions, in order of first appearance.
+
+    A follow-up's answer is not a question of its own (it grades the original answer
+    and itself together, and its credit shows in the ability estimate), so, as in the
+    session's ``overall_score``, it adds no value here.
+    """
     values: dict[str, list[float]] = defaultdict(list)
     for turn in session.turns:
+        if turn.follow_up:
+            continue
         skill = item_skills.get(turn.item_id, "other")
         bucket = values[skill]
         if turn.score is not None:

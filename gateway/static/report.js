@@ -114,8 +114,20 @@
 
   // The count at the top, and links to each flagged answer so a reviewer can go
   // straight to them.
-  function renderReview(report, turns) {
-    const positions = turns.map((t, i) => (flagged(t) ? i + 1 : 0)).filter(Boolean);
+  // Each turn's question number and anchor: a follow-up shares its original's number
+  // (it is more of the same question, as on the candidate's page), so the numbers
+  // match what the candidate saw and the count of questions.
+  function numberTurns(turns) {
+    let question = 0;
+    return turns.map((turn) => {
+      if (!turn.follow_up || question === 0) question += 1;
+      const label = turn.follow_up ? `Question ${question}: follow-up` : `Question ${question}`;
+      return { turn, label, anchor: turn.follow_up ? `answer-${question}-follow-up` : `answer-${question}` };
+    });
+  }
+
+  function renderReview(report, numbered) {
+    const targets = numbered.filter(({ turn }) => flagged(turn));
     const count = report.answers_needing_review;
     $("report-review").textContent = String(count);
     $("review-card").classList.toggle("has-review", count > 0);
@@ -124,10 +136,10 @@
     $("review-count").textContent = count === 1
       ? "1 answer is flagged for human review."
       : `${count} answers are flagged for human review.`;
-    const links = positions.map((position) => {
+    const links = targets.map(({ label, anchor }) => {
       const a = document.createElement("a");
-      a.href = `#answer-${position}`;
-      a.textContent = `Question ${position}`;
+      a.href = `#${anchor}`;
+      a.textContent = label;
       return a;
     });
     $("review-links").replaceChildren(
@@ -135,11 +147,11 @@
     );
   }
 
-  function renderTurn(turn, position, skill) {
+  function renderTurn({ turn, label, anchor }, skill) {
     const li = document.createElement("li");
     li.className = "report-turn card";
-    li.id = `answer-${position}`;
-    const heading = text("h3", `Question ${position}${skill ? ` · ${skillLabel(skill)}` : ""}`);
+    li.id = anchor;
+    const heading = text("h3", `${label}${skill ? ` · ${skillLabel(skill)}` : ""}`);
     li.append(heading);
     const score = turn.score;
     if (flagged(turn)) {
@@ -154,6 +166,9 @@
       li.append(flag);
     }
     li.append(text("p", turn.prompt, "prompt"));
+    if (turn.follow_up) {
+      li.append(text("p", "Asked because the answer before missed an important point; its score grades both answers together.", "small muted"));
+    }
     li.append(text("p", "Answer", "small muted"), text("div", turn.answer, "answer-block"));
     if (!score) {
       li.append(text("p", "Not scored yet.", "muted"));
@@ -183,12 +198,13 @@
       $("report-heading").textContent = `Report: ${interview.candidate_name}`;
       $("report-status").textContent = S.statusText(interview.status);
       $("report-overall").textContent = turns.length ? S.percent(report.session.overall_score) : "—";
-      $("report-answered").textContent = String(turns.length);
+      const numbered = numberTurns(turns);
+      $("report-answered").textContent = String(turns.filter((t) => !t.follow_up).length);
       $("report-time").textContent = S.timeAllowed(interview);
-      renderReview(report, turns);
+      renderReview(report, numbered);
       renderAbility(report);
       $("skills-rows").replaceChildren(...skillRows(report));
-      $("answers").replaceChildren(...turns.map((t, i) => renderTurn(t, i + 1, report.item_skills[t.item_id])));
+      $("answers").replaceChildren(...numbered.map((n) => renderTurn(n, report.item_skills[n.turn.item_id])));
       $("no-answers").hidden = turns.length > 0;
       $("loading").hidden = true;
       $("report").hidden = false;

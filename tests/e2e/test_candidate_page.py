@@ -186,9 +186,16 @@ def test_dashboard_creates_an_invite_and_shows_the_report(stack: Stack, browser:
 
     # The candidate answers through the API here; the keyboard test covers the page.
     started, candidate = accept_invite(client, invite_url)
-    question, answers = started["question"], []
+    question, answers, follow_ups = started["question"], [], []
+    # A free-text answer that misses rubric points may get a follow-up, which the report numbers with its question.
+    by_kind = {
+        "QUESTION_KIND_MULTIPLE_CHOICE": "0",
+        "QUESTION_KIND_NUMERIC": "42",
+        "QUESTION_KIND_FREE_TEXT": "A relative reference shifts when copied; $A$1 stays fixed.",
+    }
     while question:
-        text = {"QUESTION_KIND_MULTIPLE_CHOICE": "0", "QUESTION_KIND_NUMERIC": "42"}.get(question["kind"], "=1+1")
+        text = by_kind.get(question["kind"], "=1+1")
+        follow_ups.append(bool(question.get("follow_up")))
         reply = client.post(
             f"/api/v1/sessions/{started['session']['session_id']}/answers",
             json={"item_id": question["item_id"], "answer": text, "idempotency_key": question["item_id"]},
@@ -203,6 +210,13 @@ def test_dashboard_creates_an_invite_and_shows_the_report(stack: Stack, browser:
     row.get_by_role("link").click()
     expect(page.locator("#report-heading")).to_have_text("Report: Katherine Johnson")
     expect(page.locator("#answers > li")).to_have_count(len(answers))
+    labels, number = [], 0
+    for follow_up in follow_ups:
+        number += not follow_up
+        labels.append(f"Question {number}: follow-up" if follow_up else f"Question {number}")
+    headings = page.locator("#answers > li h3").all_inner_texts()
+    assert [h.split(" · ")[0] for h in headings] == labels
+    expect(page.locator("#report-answered")).to_have_text(str(number))
     expect(page.locator("#answers")).to_contain_text("Scored by:")
     expect(page.locator("#skills-rows tr").first).to_be_visible()
     expect(page.locator("#skills-chart .main-svg").first).to_be_attached()

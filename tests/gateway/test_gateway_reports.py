@@ -8,9 +8,10 @@ from statistics import NormalDist
 import httpx
 import pytest
 
-from gateway.routers.reports import ability_summary, level
-from gateway.schemas import Result
+from gateway.routers.reports import ability_summary, level, skill_scores
+from gateway.schemas import Result, staff_session_from_proto
 from gateway_fakes import FakeServer, sign_in
+from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 INTERVIEWS = "/api/v1/interviews"
 
@@ -71,6 +72,18 @@ async def test_report_has_the_ability_with_its_interval_in_numbers_and_words(
         assert estimate["ci_high"] == pytest.approx(source["ability"] + 1.96 * source["standard_error"], abs=1e-3)
     assert skills["aggregation"]["ability"] > skills["lookup"]["ability"]
     assert skills["aggregation"]["percentile"] > 50 > skills["lookup"]["percentile"]
+
+
+def test_skill_means_count_each_question_once_like_the_overall_score() -> None:
+    def turn(item_id: str, value: float, follow_up: bool = False) -> orchestrator_pb2.Turn:
+        return orchestrator_pb2.Turn(item_id=item_id, score=common_pb2.Score(value=value), follow_up=follow_up)
+
+    # The follow-up's score grades both answers together; the ability estimate weighs it, the means do not.
+    session = staff_session_from_proto(
+        orchestrator_pb2.Session(turns=[turn("why-absolute", 0.2), turn("why-absolute", 1.0, True), turn("sumifs", 0.5)])
+    )
+    means = {s.skill_area: (s.mean_score, s.answered) for s in skill_scores(session, {"why-absolute": "refs", "sumifs": "agg"})}
+    assert means == {"refs": (0.2, 1), "agg": (0.5, 1)}
 
 
 @pytest.mark.parametrize(

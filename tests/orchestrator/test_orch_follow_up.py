@@ -231,14 +231,17 @@ def scored(*unmet: str, signals: tuple[str, ...] = ()) -> common_pb2.Score:
 
 
 def test_which_criterion_is_followed_up() -> None:
-    pick = lambda score, weight=0.3: missed_criterion(FREE_ITEM, score, weight)  # noqa: E731
-    assert pick(scored("f4_shortcut", "dollar_sign")).name == "dollar_sign"  # type: ignore[union-attr]
-    assert pick(scored("stays_fixed", "dollar_sign")).name == "stays_fixed"  # heaviest, then rubric order
-    assert pick(scored("f4_shortcut")) is None  # below the threshold
-    assert pick(scored("f4_shortcut"), 0.2).name == "f4_shortcut"  # type: ignore[union-attr]
-    assert pick(scored("stays_fixed"), 0) is None  # 0 turns follow-ups off
-    assert pick(scored("stays_fixed", signals=("guard:off_topic",))) is None
-    assert pick(common_pb2.Score(value=0.0)) is None  # no criteria reported: nothing to ask about
+    def picked(score: common_pb2.Score, weight: float = 0.3) -> str | None:
+        criterion = missed_criterion(FREE_ITEM, score, weight)
+        return criterion.name if criterion else None
+
+    assert picked(scored("f4_shortcut", "dollar_sign")) == "dollar_sign"
+    assert picked(scored("stays_fixed", "dollar_sign")) == "stays_fixed"  # heaviest, then rubric order
+    assert picked(scored("f4_shortcut")) is None  # below the threshold
+    assert picked(scored("f4_shortcut"), 0.2) == "f4_shortcut"
+    assert picked(scored("stays_fixed"), 0) is None  # 0 turns follow-ups off
+    assert picked(scored("stays_fixed", signals=("guard:off_topic",))) is None
+    assert picked(common_pb2.Score(value=0.0)) is None  # no criteria reported: nothing to ask about
     assert follow_up_prompt(FREE_ITEM, "dollar_sign") == "How do you write one?"
     assert '"stays fixed"' in follow_up_prompt(FREE_ITEM, "stays_fixed")
 
