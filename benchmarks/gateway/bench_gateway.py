@@ -107,6 +107,10 @@ def _group(process: psutil.Process) -> str | None:
         argv = process.cmdline()
         if process.name() == "wrk":
             return "wrk"
+        if "--multiprocessing-fork" in argv:
+            # A uvicorn worker (XLI_GATEWAY_WORKERS > 1) belongs with its parent.
+            parent = process.parent()
+            return _group(parent) if parent is not None else None
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return None
     if any(part.endswith("reference.py") for part in argv[:2]):
@@ -229,6 +233,38 @@ def run_wrk(name: str, url: str, script: str, args: argparse.Namespace, work: Pa
     )
 
 
+def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], what: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            sys.exit(f"{what} did not start; see {log}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def gateway_with_workers(stack: Stack, workers: int, work: Path) -> Iterator[str]:
+    """A second gateway on the stack's orchestrator and Redis with ``workers`` processes;
+    yields its base URL. Both gateways serve the same sessions, so phases can compare them."""
+    port = free_port()
+    env = {**os.environ, "XLI_GATEWAY_WORKERS": str(workers), "XLI_GATEWAY_PORT": str(port),
+           "XLI_ORCHESTRATOR_ADDRESS": stack.orchestrator_address, "REDIS_URL": stack.redis_url or ""}
+    log = work / f"gateway-{workers}-workers.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{base}/readyz", [process], f"the gateway with {workers} workers", log)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 @contextmanager
 def reference_pair(work: Path) -> Iterator[str]:
     """Starts the echo and the forwarding endpoint; yields the endpoint's base URL."""
@@ -242,16 +278,7 @@ def reference_pair(work: Path) -> Iterator[str]:
     ]
     base = f"http://127.0.0.1:{http_port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/ref", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                sys.exit(f"the reference pair did not start; see {work / 'reference.log'}")
-            time.sleep(0.2)
+        _wait_ready(f"{base}/ref", processes, "the reference pair", work / "reference.log")
         yield base
     finally:
         for process in processes:
@@ -281,6 +308,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--interviews", type=int, default=3000, help="interviews seeded")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="the gateway's phases run again on a second gateway with this many worker processes")
     parser.add_argument("--no-readme", action="store_true", help="print only; leave benchmarks/README.md alone")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -298,34 +327,43 @@ def main() -> None:
             orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
         )
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
-        with Stack(settings) as stack, reference_pair(work) as reference_url:
+        with (Stack(settings) as stack, reference_pair(work) as reference_url,
+              gateway_with_workers(stack, args.workers, work) as multi_url):
             started = time.monotonic()
             invites = asyncio.run(seed(stack.gateway_url, args.interviews))
             candidates = asyncio.run(accept_all(stack.gateway_url, invites))
             formula_first = [c for c in candidates if c.kind == "QUESTION_KIND_FORMULA" and c.item_id in references]
             print(f"seeded and accepted {len(candidates):,} interviews in {time.monotonic() - started:.0f} s "
                   f"({len(formula_first):,} start with a formula item)", flush=True)
-            phases = []
-            for name, url, script in [
+            # Each submit phase answers its own half of the sessions, so neither replays the other's.
+            halves = formula_first[::2], formula_first[1::2]
+            many = f"{args.workers} workers"
+            plan = [
                 ("reference", f"{reference_url}/ref", DONE_LUA),
-                ("get question", stack.gateway_url, question_script(candidates)),
-                ("submit formula", stack.gateway_url, submit_script(formula_first, references, args.threads)),
-            ]:
+                ("get question, 1 worker", stack.gateway_url, question_script(candidates)),
+                (f"get question, {many}", multi_url, question_script(candidates)),
+                ("submit formula, 1 worker", stack.gateway_url, submit_script(halves[0], references, args.threads)),
+                (f"submit formula, {many}", multi_url, submit_script(halves[1], references, args.threads)),
+            ]
+            phases = []
+            for name, url, script in plan:
                 print(f"wrk: {name} for {args.duration} s ...", flush=True)
                 phases.append(run_wrk(name, url, script, args, work))
     load_after = os.getloadavg()[0]
-    reference, question, submit = phases
-    replays = max(submit.requests - len(formula_first), 0)
+    reference, question, question_many, submit, submit_many = phases
+    replays = sum(max(p.requests - len(h), 0) for p, h in zip((submit, submit_many), halves))
     section = "\n".join([
         "## gateway (`make bench-gateway`)",
         "",
         f"wrk, {dt.date.today().isoformat()}, {code_state()}, {machine()}; the stack on embedded PostgreSQL, "
-        f"Redis and Triton (CPU), one gateway worker; wrk with {args.threads} threads and {args.connections} "
+        f"Redis and Triton (CPU); the gateway phases run on the stack's gateway (one worker) and on a second "
+        f"gateway with {args.workers} worker processes (`XLI_GATEWAY_WORKERS`) over the same orchestrator and "
+        f"Redis; wrk with {args.threads} threads and {args.connections} "
         f"connections, {args.duration} s per phase, all on 127.0.0.1. 1-minute load average before/after: "
         f"{load_before:.1f}/{load_after:.1f}. Reference: a bare FastAPI endpoint forwarding to a grpc.aio echo "
-        "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`). Submit: each of "
+        "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`), one worker. Submit: each of "
         f"{len(formula_first):,} sessions whose first question is a formula item answers it once with the "
-        "item's reference formula"
+        "item's reference formula, half of them through each gateway"
         + (f"; {replays:,} requests ran out of fresh sessions and were idempotent replays" if replays else "")
         + ".",
         "",
@@ -335,10 +373,14 @@ def main() -> None:
         "",
         "Targets (issue #7):",
         "",
-        f"- get question ≥ 70% of the reference's rate: **{question.rate / reference.rate:.0%}** "
-        f"({'met' if question.rate >= 0.7 * reference.rate else 'not met'}).",
-        f"- submit formula ≥ 500/s with p99 < 100 ms: **{submit.rate:,.0f}/s, p99 {submit.p99_ms:,.0f} ms** "
-        f"({'met' if submit.rate >= 500 and submit.p99_ms < 100 else 'not met'}).",
+        *[f"- get question ≥ 70% of the reference's rate, {p.name.split(', ')[1]}: **{p.rate / reference.rate:.0%}** "
+          f"({'met' if p.rate >= 0.7 * reference.rate else 'not met'})." for p in (question, question_many)],
+        *[f"- submit formula ≥ 500/s with p99 < 100 ms, {p.name.split(', ')[1]}: **{p.rate:,.0f}/s, "
+          f"p99 {p.p99_ms:,.0f} ms** ({'met' if p.rate >= 500 and p.p99_ms < 100 else 'not met'})."
+          for p in (submit, submit_many)],
+        "",
+        f"{args.workers} gateway workers against 1: get question {question_many.rate / question.rate:.2f}×, "
+        f"submit formula {submit_many.rate / submit.rate:.2f}× the rate.",
     ])
     print(section)
     if not args.no_readme:
