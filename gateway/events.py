@@ -15,9 +15,11 @@ session's server deadline passes a threshold, and ``time_up`` when it passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -27,9 +29,10 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from common.session_events import channel, decode, encode
+from common.session_events import CHANNEL_PREFIX, channel, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -74,36 +77,94 @@ class EventBus(Protocol):
         ...
 
 
-class _RedisSubscription:
-    def __init__(self, pubsub: aioredis.client.PubSub) -> None:
-        self._pubsub = pubsub
+class _LocalStream:
+    """One open stream's queue of events in this process."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(_MEMORY_QUEUE)
+        self.error: RedisError | None = None
+
+    def deliver(self, item: Event | None) -> None:
+        if self.queue.full():
+            # A stalled client loses its oldest events rather than the process its memory.
+            self.queue.get_nowait()
+        self.queue.put_nowait(item)
+
+    def fail(self, error: RedisError) -> None:
+        self.error = error
+        self.deliver(None)
 
     async def next(self, timeout: float) -> Event | None:
-        ends = time.monotonic() + timeout
-        while (left := ends - time.monotonic()) > 0:
-            # Subscribe confirmations come back as None too, so wait out the rest.
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is not None and message.get("type") == "message":
-                return decode(message["data"])
-        return None
+        try:
+            item = await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if item is None:
+            assert self.error is not None
+            raise self.error
+        return item
+
+
+class _FanOut:
+    """The streams open in this process, by session."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, set[_LocalStream]] = {}
+
+    def count(self, session_id: str) -> int:
+        return len(self._streams.get(session_id, ()))
+
+    def add(self, session_id: str, stream: _LocalStream) -> None:
+        self._streams.setdefault(session_id, set()).add(stream)
+
+    def remove(self, session_id: str, stream: _LocalStream) -> None:
+        remaining = self._streams.get(session_id, set())
+        remaining.discard(stream)
+        if not remaining:
+            self._streams.pop(session_id, None)
+
+    def deliver(self, session_id: str, event: Event) -> None:
+        for stream in self._streams.get(session_id, ()):
+            stream.deliver(event)
+
+    def fail_all(self, error: RedisError) -> None:
+        for streams in self._streams.values():
+            for stream in streams:
+                stream.fail(error)
+        self._streams.clear()
 
 
 class RedisEventBus:
     """Events over Redis pub/sub, shared by every gateway process.
 
-    Each open stream holds one Redis connection for its subscription: simple, and a
-    Redis server holds tens of thousands, far more than candidates online at once.
+    All streams of this process share one subscriber connection, and a reader task
+    hands each message to the streams of its session. One connection per stream
+    would cost a Redis client and a file descriptor on both sides for every open
+    candidate page: at 10,000 candidates online, Redis's default client limit.
 
     Args:
         url: Redis URL.
         publish_timeout_s: Bound on one publish, paid by the submitting request.
+        subscribe_timeout_s: Bound on Redis confirming a new stream's subscription.
     """
 
-    def __init__(self, url: str, publish_timeout_s: float = 0.25) -> None:
-        # No socket timeout: a subscription waits on its socket for as long as the
-        # stream is open; reads are bounded by get_message's own timeout instead.
+    def __init__(self, url: str, publish_timeout_s: float = 0.25, subscribe_timeout_s: float = 2.0) -> None:
+        # No socket timeout: the subscriber waits on its socket for as long as any
+        # stream is open.
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=publish_timeout_s, retry=Retry(NoBackoff(), 0))
         self._publish_timeout_s = publish_timeout_s
+        self._subscribe_timeout_s = subscribe_timeout_s
+        self._streams = _FanOut()
+        # Serialises SUBSCRIBE/UNSUBSCRIBE with the bookkeeping they follow, so a
+        # session's channel is subscribed exactly while it has open streams.
+        self._lock = asyncio.Lock()
+        self._pubsub: aioredis.client.PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pongs: dict[bytes, asyncio.Future[None]] = {}
+
+    def subscribers(self, session_id: str) -> int:
+        """How many streams of the session are open in this process."""
+        return self._streams.count(session_id)
 
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
         try:
@@ -115,60 +176,117 @@ class RedisEventBus:
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
-        pubsub = self._redis.pubsub()
+        stream = _LocalStream()
+        async with self._lock:
+            pubsub = self._subscriber()
+            if not self._streams.count(session_id):
+                # Under the lock, so the command goes out after any UNSUBSCRIBE of the
+                # same channel and before any later stream's confirming PING.
+                await pubsub.subscribe(channel(session_id))
+            self._streams.add(session_id, stream)
         try:
-            await pubsub.subscribe(channel(session_id))
-            yield _RedisSubscription(pubsub)
+            await self._confirmed(pubsub)
+            yield stream
         finally:
             # Shielded: this runs when the browser goes away and the stream is
-            # cancelled, and the connection must still go back unsubscribed.
-            await asyncio.shield(pubsub.aclose())
+            # cancelled, and the channel must still be released.
+            await asyncio.shield(self._leave(session_id, stream, pubsub))
+
+    def _subscriber(self) -> aioredis.client.PubSub:
+        if self._pubsub is None:
+            self._pubsub = self._redis.pubsub()
+        return self._pubsub
+
+    async def _confirmed(self, pubsub: aioredis.client.PubSub) -> None:
+        """Returns once Redis has processed every command sent before it on the shared
+        connection (a PING's reply comes back in order), so the stream's channel is live."""
+        token = uuid.uuid4().hex.encode()
+        pong = self._pongs[token] = asyncio.get_running_loop().create_future()
+        try:
+            await pubsub.ping(token)
+            if self._reader is None:
+                self._reader = asyncio.create_task(self._read(pubsub), name="event-bus-reader")
+            async with asyncio.timeout(self._subscribe_timeout_s):
+                await pong
+        except TimeoutError as exc:
+            raise RedisConnectionError("Redis did not confirm the subscription in time") from exc
+        finally:
+            self._pongs.pop(token, None)
+
+    async def _read(self, pubsub: aioredis.client.PubSub) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is None:
+                    continue
+                if message["type"] == "message":
+                    session_id = message["channel"].decode()[len(CHANNEL_PREFIX):]
+                    try:
+                        event = decode(message["data"])
+                    except (ValueError, KeyError):
+                        log.warning("dropped a malformed event of session %s", session_id)
+                        continue
+                    self._streams.deliver(session_id, event)
+                elif message["type"] == "pong" and (pong := self._pongs.get(message["data"])) and not pong.done():
+                    pong.set_result(None)
+        except (RedisError, OSError) as exc:
+            error = exc if isinstance(exc, RedisError) else RedisConnectionError(str(exc))
+            log.warning("event subscriber lost Redis (%r); open streams end and their browsers reconnect", exc)
+            async with self._lock:
+                # Every open stream ends; the next one to open starts a fresh subscriber.
+                self._streams.fail_all(error)
+                for pong in self._pongs.values():
+                    if not pong.done():
+                        pong.set_exception(error)
+                if self._pubsub is pubsub:
+                    self._pubsub, self._reader = None, None
+            await pubsub.aclose()
+
+    async def _leave(self, session_id: str, stream: _LocalStream, pubsub: aioredis.client.PubSub) -> None:
+        async with self._lock:
+            self._streams.remove(session_id, stream)
+            if self._streams.count(session_id) or self._pubsub is not pubsub:
+                return
+            try:
+                await pubsub.unsubscribe(channel(session_id))
+            except (RedisError, OSError) as exc:
+                # The reader notices the broken connection and starts over.
+                log.warning("could not unsubscribe session %s: %r", session_id, exc)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
         await self._redis.aclose()
-
-
-class _MemorySubscription:
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(_MEMORY_QUEUE)
-
-    async def next(self, timeout: float) -> Event | None:
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
 
 
 class MemoryEventBus:
     """Events within this process, for development without Redis (production refuses it)."""
 
     def __init__(self) -> None:
-        self._subscribers: dict[str, set[_MemorySubscription]] = {}
+        self._streams = _FanOut()
 
     def subscribers(self, session_id: str) -> int:
         """How many streams of the session are open in this process."""
-        return len(self._subscribers.get(session_id, ()))
+        return self._streams.count(session_id)
 
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
-        for subscription in self._subscribers.get(session_id, ()):
-            if subscription.queue.full():
-                subscription.queue.get_nowait()
-            subscription.queue.put_nowait((event, data))
+        self._streams.deliver(session_id, (event, data))
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
-        subscription = _MemorySubscription()
-        self._subscribers.setdefault(session_id, set()).add(subscription)
+        stream = _LocalStream()
+        self._streams.add(session_id, stream)
         try:
-            yield subscription
+            yield stream
         finally:
-            remaining = self._subscribers[session_id]
-            remaining.discard(subscription)
-            if not remaining:
-                del self._subscribers[session_id]
+            self._streams.remove(session_id, stream)
 
     async def close(self) -> None:
-        self._subscribers.clear()
+        self._streams = _FanOut()
 
 
 def format_event(event: str, data: dict[str, Any]) -> str:

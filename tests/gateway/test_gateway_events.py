@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -11,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from common import session_events
 from common.session_events import CHANNEL_PREFIX
+from gateway.events import RedisEventBus
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeServer, serve, sign_in, start_as_candidate
 
@@ -192,3 +195,46 @@ async def test_answers_are_scored_while_redis_is_down(orchestrator: FakeServer, 
             json={"item_id": "sum-east", "answer": "=1", "idempotency_key": "k"},
         )
         assert response.status_code == 200 and response.json()["score"] is not None
+
+
+async def pubsub_clients(redis: aioredis.Redis) -> int:
+    return sum("P" in client["flags"] for client in await redis.client_list())
+
+
+async def test_all_streams_of_a_process_share_one_redis_subscriber(redis_url: str) -> None:
+    bus = RedisEventBus(redis_url)
+    redis = aioredis.Redis.from_url(redis_url)
+    sessions = [f"shared-{i}" for i in range(5)]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            streams = {s: [await stack.enter_async_context(bus.subscribe(s)) for _ in range(4)] for s in sessions}
+            # Twenty open streams, one Redis connection in subscriber mode.
+            assert await pubsub_clients(redis) == 1
+            for i, session_id in enumerate(sessions):
+                await bus.publish(session_id, "question_ready", {"n": i})
+            for i, session_id in enumerate(sessions):
+                for stream in streams[session_id]:
+                    assert await stream.next(5) == ("question_ready", {"n": i})
+                    assert await stream.next(0.05) is None  # nothing of the other sessions
+        channels = [session_events.channel(s) for s in sessions]
+        assert all(count == 0 for _, count in await redis.pubsub_numsub(*channels))
+    finally:
+        await bus.close()
+        await redis.aclose()
+
+
+async def test_a_lost_subscriber_connection_ends_the_streams_and_the_next_one_reconnects(redis_url: str) -> None:
+    bus = RedisEventBus(redis_url)
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        async with bus.subscribe("lost-1") as first:
+            assert await redis.client_kill_filter(_type="pubsub") == 1
+            # The stream ends with a Redis error (its browser reconnects after retry_ms).
+            with pytest.raises(RedisError):
+                await first.next(5)
+        async with bus.subscribe("lost-2") as second:
+            await bus.publish("lost-2", "answer_scored", {"ok": True})
+            assert await second.next(5) == ("answer_scored", {"ok": True})
+    finally:
+        await bus.close()
+        await redis.aclose()
