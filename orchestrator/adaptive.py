@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core_rs import CatBank, CatSession, ExposureControl
 from orchestrator.bank import DEFAULT_DIFFICULTY, Criterion, FreeTextItem, Item, ItemVersion
-from orchestrator.db import ItemRef, SessionRow, Turn
+from orchestrator.db import ItemCalibration, ItemRef, SessionRow, Turn
 from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 log = logging.getLogger(__name__)
@@ -106,17 +106,72 @@ def item_parameters(item: Item) -> tuple[float, list[float]]:
     """Starting IRT parameters ``(a, thresholds)`` from the authored difficulty and kind."""
     b = (item.difficulty - DEFAULT_DIFFICULTY) * DIFFICULTY_STEP
     a = KIND_DISCRIMINATION[item.kind]
-    if isinstance(item, FreeTextItem):
+    if score_categories(item) == 3:
         return a, [b - PARTIAL_CREDIT_HALF_WIDTH, b + PARTIAL_CREDIT_HALF_WIDTH]
     return a, [b]
+
+
+def score_categories(item: Item) -> int:
+    """How many IRT score categories the item's kind has: 3 for partial credit, else 2."""
+    return 3 if isinstance(item, FreeTextItem) else 2
 
 
 def score_category(item: Item, value: float) -> int:
     """The IRT score category of a 0..1 score: right/wrong at 0.5 for 2PL items,
     the nearest of missed/partial/full for partial-credit items."""
-    _, thresholds = item_parameters(item)
-    top = len(thresholds)
+    top = score_categories(item) - 1
     return min(top, max(0, int(math.floor(value * top + 0.5))))
+
+
+def current_parameters(
+    version: ItemVersion, calibrations: Mapping[ItemRef, ItemCalibration]
+) -> tuple[float, list[float]]:
+    """The parameters the engine uses for an item version: its newest calibration when
+    there is one, else :func:`item_parameters`.
+
+    A calibration belongs to exactly one ``(item_id, version)``: a new version of an
+    item starts again from its authored difficulty. A calibration whose number of
+    thresholds does not fit the item's categories cannot be used and is ignored.
+    """
+    calibration = calibrations.get(ItemRef(version.item_id, version.version))
+    if calibration is None:
+        return item_parameters(version.item)
+    if len(calibration.thresholds) != score_categories(version.item) - 1:
+        log.warning(
+            "ignoring the calibration of %s@v%d: %d thresholds for a %d-category item",
+            version.item_id,
+            version.version,
+            len(calibration.thresholds),
+            score_categories(version.item),
+        )
+        return item_parameters(version.item)
+    return calibration.discrimination, list(calibration.thresholds)
+
+
+def counted_values(items: Sequence[ItemRef], scores: Mapping[int, float]) -> dict[int, float]:
+    """The 0..1 value each scored item counts with in the ability estimate.
+
+    A follow-up is not an item of its own: its combined score raises its item's
+    value by :func:`follow_up_credit` (while it waits for its score, the item counts
+    with the original score alone). The engine's replay and the calibration both read
+    responses through this, so calibration sees exactly what the engine saw.
+
+    Args:
+        items: A session's asked items in order (``SessionRow.items``).
+        scores: The newest score value by 0-based position, for the scored answers.
+
+    Returns:
+        By position of each scored item the engine chose (follow-ups left out).
+    """
+    follow_ups = {ref.follow_up_of: position for position, ref in enumerate(items) if ref.is_follow_up}
+    values = {}
+    for position, ref in enumerate(items):
+        value = scores.get(position)
+        if ref.is_follow_up or value is None:
+            continue
+        combined = scores.get(follow_ups.get(position, -1))
+        values[position] = value if combined is None else follow_up_credit(value, combined)
+    return values
 
 
 class AdaptiveEngine:
@@ -125,22 +180,51 @@ class AdaptiveEngine:
     Args:
         bank: The current item versions.
         rules: Stop and selection rules.
+        calibrations: Estimated parameters by item version (see
+            ``Database.latest_calibrations``); versions without one use their authored
+            parameters.
     """
 
-    def __init__(self, bank: Sequence[ItemVersion], rules: CatRules) -> None:
+    def __init__(
+        self,
+        bank: Sequence[ItemVersion],
+        rules: CatRules,
+        calibrations: Mapping[ItemRef, ItemCalibration] | None = None,
+    ) -> None:
         if not bank:
             raise ValueError("the question bank is empty")
         self.rules = rules
+        self._bank = list(bank)
         self._refs = [ItemRef(v.item_id, v.version) for v in bank]
         self._items = [v.item for v in bank]
         self._index = {v.item_id: i for i, v in enumerate(bank)}
         self.areas = sorted({item.skill_area for item in self._items})
-        area_index = {area: i for i, area in enumerate(self.areas)}
-        params = [item_parameters(item) for item in self._items]
-        self._cat = CatBank([a for a, _ in params], [t for _, t in params], [area_index[i.skill_area] for i in self._items])
+        self.use_calibrations(calibrations or {})
         self._exposure = ExposureControl(len(bank), rules.max_exposure)
         # Interviews cover every area once before the standard error may end them.
         self._min_items = min(rules.max_items, max(rules.min_items, len(self.areas)))
+
+    def use_calibrations(self, calibrations: Mapping[ItemRef, ItemCalibration]) -> None:
+        """Uses ``calibrations`` (by item version) instead of the authored parameters.
+
+        Sessions are replayed on every decision, so the next decision of every session
+        uses the new parameters; the exposure history is kept.
+        """
+        area_index = {area: i for i, area in enumerate(self.areas)}
+        self._params = [current_parameters(version, calibrations) for version in self._bank]
+        self._cat = CatBank(
+            [a for a, _ in self._params],
+            [t for _, t in self._params],
+            [area_index[i.skill_area] for i in self._items],
+        )
+
+    def parameters(self, ref: ItemRef) -> tuple[float, list[float]]:
+        """The ``(a, thresholds)`` the engine uses for a bank item version."""
+        index = self._index.get(ref.item_id)
+        if index is None or self._refs[index] != ref.version_ref:
+            raise KeyError(f"{ref.item_id}@v{ref.version} is not in the bank")
+        a, thresholds = self._params[index]
+        return a, list(thresholds)
 
     def restore_exposure(self, sessions: int, ineligible: dict[str, int], asked: dict[str, int]) -> None:
         """Loads the exposure history of finished sessions (see ``Database.exposure_counts``)."""
@@ -184,23 +268,18 @@ class AdaptiveEngine:
         counts with the original score alone).
         """
         cat = self._session(session.cat_seed, session.ineligible, session.max_items or self.rules.max_items)
-        scores = {t.answer.position: t.score for t in turns}
-        follow_ups = {ref.follow_up_of: position for position, ref in enumerate(session.items) if ref.is_follow_up}
+        values = counted_values(
+            session.items, {t.answer.position: t.score.value for t in turns if t.score is not None}
+        )
         for position, ref in enumerate(session.items):
             index = self._index.get(ref.item_id)
             if ref.is_follow_up or index is None:
-                # A follow-up counts with its item, below; a retired item counts
-                # toward the length, not the estimate.
+                # A follow-up counts with its item (counted_values); a retired item
+                # counts toward the length, not the estimate.
                 continue
             cat.administer(index)
-            score = scores.get(position)
-            if score is None:
-                continue
-            value = score.value
-            combined = scores.get(follow_ups.get(position, -1))
-            if combined is not None:
-                value = follow_up_credit(value, combined.value)
-            cat.record(index, score_category(self._items[index], value))
+            if position in values:
+                cat.record(index, score_category(self._items[index], values[position]))
         return cat
 
     def decide(self, session: SessionRow, turns: Sequence[Turn]) -> tuple[ItemRef | None, str | None]:

@@ -12,7 +12,7 @@ import logging
 import grpc
 
 from orchestrator.bank import load_bank
-from orchestrator.db import Database
+from orchestrator.db import Database, ItemRef
 from orchestrator.service import OrchestratorService, SessionEvents
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.staff import IdentitySettings, StaffServices
@@ -91,6 +91,15 @@ class Orchestrator:
                 bank,
                 s,
                 events=SessionEvents(redis, s.redis_timeout_s),
+            )
+            # Parameters estimated by `xli-calibrate`, read once: a new calibration
+            # takes effect at the next start.
+            calibrations = await self.db.latest_calibrations()
+            self.service.engine.use_calibrations(calibrations)
+            log.info(
+                "item parameters: %d of %d current item versions calibrated from answers",
+                sum(ItemRef(v.item_id, v.version) in calibrations for v in bank),
+                len(bank),
             )
             await self.staff.start(s, self.service)
             if s.scoring_retry_interval_s > 0:

@@ -168,6 +168,41 @@ class Turn:
     score: common_pb2.Score | None
 
 
+@dataclass(frozen=True)
+class ItemCalibration:
+    """An ``item_calibrations`` row: IRT parameters of one item version estimated from
+    the stored answers.
+
+    Attributes:
+        ref: The item version.
+        discrimination: The discrimination a.
+        thresholds: Ascending category boundaries b (one for a right/wrong item).
+        responses: Scored responses the estimate is based on.
+        method: How it was estimated, e.g. ``mml-em``.
+        created_at: When it was stored; None for one not stored yet.
+    """
+
+    ref: ItemRef
+    discrimination: float
+    thresholds: tuple[float, ...]
+    responses: int
+    method: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScoredSession:
+    """What calibration reads of a finished session.
+
+    Attributes:
+        items: Its asked items in order (``SessionRow.items``).
+        scores: The newest score value of each scored answer, by 0-based position.
+    """
+
+    items: tuple[ItemRef, ...]
+    scores: dict[int, float]
+
+
 def score_to_json(score: common_pb2.Score) -> dict[str, Any]:
     """The Score message in the protobuf JSON mapping, as stored in ``scores.score``."""
     return json_format.MessageToDict(
@@ -433,6 +468,21 @@ class Database:
                 log.info("stored item %s version %d", item.id, version)
                 result.append(ItemVersion(item, version))
         return result
+
+    async def item_versions(self) -> list[ItemVersion]:
+        """Every stored item version, retired ones included, by item id and version."""
+        async with self._connection("read the item versions", MIGRATION_TIMEOUT_S) as conn:
+            rows = await conn.fetch(
+                "SELECT item_id, version, kind, skill_area, prompt, spec, difficulty FROM items"
+                " ORDER BY item_id, version"
+            )
+        return [
+            ItemVersion(
+                item_from_content(r["item_id"], r["kind"], r["skill_area"], r["prompt"], r["spec"], r["difficulty"]),
+                r["version"],
+            )
+            for r in rows
+        ]
 
     async def get_item(self, ref: ItemRef) -> ItemVersion | None:
         """One stored item version, or None."""
@@ -716,6 +766,62 @@ class Database:
             {r["item_id"]: r["n"] for r in ineligible},
             {r["item_id"]: r["n"] for r in asked},
         )
+
+    async def scored_sessions(self) -> list[ScoredSession]:
+        """Every finished session's asked items and newest score values (calibration's input)."""
+        async with self._connection("read the scored sessions", MIGRATION_TIMEOUT_S) as conn:
+            rows = await conn.fetch(
+                "SELECT s.items, array_agg(a.position) FILTER (WHERE sc.value IS NOT NULL) AS positions,"
+                " array_agg(sc.value) FILTER (WHERE sc.value IS NOT NULL) AS values"
+                " FROM sessions s JOIN answers a ON a.session_id = s.session_id"
+                " LEFT JOIN LATERAL (SELECT value FROM scores WHERE answer_id = a.answer_id"
+                " ORDER BY score_id DESC LIMIT 1) sc ON true"
+                " WHERE s.status = $1 GROUP BY s.session_id ORDER BY s.session_id",
+                STATUS_FINISHED,
+            )
+        return [
+            ScoredSession(
+                tuple(item_from_entry(entry) for entry in r["items"]),
+                dict(zip(r["positions"] or (), r["values"] or (), strict=True)),
+            )
+            for r in rows
+        ]
+
+    async def latest_calibrations(self) -> dict[ItemRef, ItemCalibration]:
+        """The newest calibration of every calibrated item version."""
+        async with self._connection("read the item calibrations", MIGRATION_TIMEOUT_S) as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (item_id, version) item_id, version, discrimination, thresholds,"
+                " responses, method, created_at FROM item_calibrations"
+                " ORDER BY item_id, version, calibration_id DESC"
+            )
+        return {
+            ItemRef(r["item_id"], r["version"]): ItemCalibration(
+                ItemRef(r["item_id"], r["version"]),
+                r["discrimination"],
+                tuple(r["thresholds"]),
+                r["responses"],
+                r["method"],
+                r["created_at"],
+            )
+            for r in rows
+        }
+
+    async def store_calibrations(self, calibrations: Sequence[ItemCalibration]) -> None:
+        """Appends ``calibrations`` in one transaction; each becomes its version's current one."""
+        async with self._connection("store item calibrations", MIGRATION_TIMEOUT_S) as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO item_calibrations (item_id, version, discrimination, thresholds, responses, method)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (c.ref.item_id, c.ref.version, c.discrimination, list(c.thresholds), c.responses, c.method)
+                    for c in calibrations
+                ],
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (event, detail) VALUES ('items_calibrated', $1)",
+                {"items": len(calibrations), "methods": sorted({c.method for c in calibrations})},
+            )
 
     async def latest_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
         """The newest stored score of an answer, or None when it was never scored."""

@@ -56,6 +56,9 @@ class OrchestratorSettings(ServiceSettings):
         follow_up_min_weight: A free-text answer that misses a rubric criterion of at
             least this weight gets one follow-up question (``XLI_FOLLOW_UP_MIN_WEIGHT``);
             0 turns follow-ups off.
+        calibration_min_responses: ``xli-calibrate`` estimates an item version's
+            parameters from the answers only once it has this many scored responses;
+            until then it keeps its authored ones (``XLI_CALIBRATION_MIN_RESPONSES``).
     """
 
     model_config = SettingsConfigDict(env_prefix="XLI_", extra="ignore", populate_by_name=True)
@@ -94,6 +97,7 @@ class OrchestratorSettings(ServiceSettings):
     scoring_retry_interval_s: float = Field(default=15.0, ge=0)
     scoring_retry_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     follow_up_min_weight: float = Field(default=0.3, ge=0, le=1)
+    calibration_min_responses: int = Field(default=200, ge=1)
 
     def require_backing_urls(self) -> None:
         """Checks that the backing-service URLs are set.

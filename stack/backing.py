@@ -190,6 +190,20 @@ def _exe_name(pid: int) -> str:
             return ""
 
 
+def running_postgres_port(pgdata: Path) -> int | None:
+    """The port of the PostgreSQL server running on ``pgdata``, or None if none is.
+
+    Read from its ``postmaster.pid``, whose recorded process must be a live ``postgres``
+    (a pid left by a killed server may since belong to something else).
+    """
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    return port if _pid_alive(pid) and _exe_name(pid) == "postgres" else None
+
+
 def _terminate_pid(pid: int, sig: int, timeout: float) -> None:
     """Sends ``sig`` to a process we did not spawn, then SIGKILL after ``timeout``."""
     try:

@@ -24,6 +24,7 @@ from stack.backing import (
     EmbeddedRedis,
     TritonServer,
     free_port,
+    running_postgres_port,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -99,6 +100,14 @@ def test_postgres_start_is_idempotent(postgres: EmbeddedPostgres) -> None:
 def test_postgres_runs_unprivileged_as_root(postgres: EmbeddedPostgres) -> None:
     assert postgres.pid is not None
     assert _uid_of(postgres.pid) != 0
+
+
+def test_the_port_of_a_running_server_is_found_from_its_data_dir(postgres: EmbeddedPostgres, tmp_path: Path) -> None:
+    assert running_postgres_port(postgres.pgdata) == postgres.port
+    assert running_postgres_port(tmp_path) is None  # no server was ever there
+    # A pid file left by a killed server whose pid now belongs to another process.
+    (tmp_path / "postmaster.pid").write_text(f"{os.getpid()}\n{tmp_path}\n0\n{postgres.port}\n")
+    assert running_postgres_port(tmp_path) is None
 
 
 def test_postgres_second_instance_on_same_dir_refused(postgres: EmbeddedPostgres) -> None:
