@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core bench-load bench-gateway
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-mohler bench-cat bench-core bench-load bench-gateway bench-memory
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"

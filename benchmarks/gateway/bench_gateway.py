@@ -53,7 +53,7 @@ from orchestrator.bank import FormulaItem, load_bank  # noqa: E402
 from orchestrator.settings import DEFAULT_BANK_DIR  # noqa: E402
 from procstats import group_of  # noqa: E402
 from report import write_section  # noqa: E402
-from run import RATE_LIMIT_ENV, REMOTE_ENV, code_state, machine, seed  # noqa: E402
+from run import RATE_LIMIT_ENV, REMOTE_ENV, Candidate, accept_all, code_state, machine, seed  # noqa: E402
 from stack.backing import free_port  # noqa: E402
 from stack.runner import Stack  # noqa: E402
 from stack.settings import StackSettings  # noqa: E402
@@ -70,16 +70,6 @@ done = function(summary, latency, requests)
     latency:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
 end
 """
-
-
-@dataclass
-class Candidate:
-    """One accepted invite: the session, its token and its first question."""
-
-    session_id: str
-    token: str
-    item_id: str
-    kind: str
 
 
 @dataclass
@@ -131,22 +121,6 @@ def cpu_by_group() -> dict[str, float]:
             continue
         totals[group] = totals.get(group, 0.0) + times.user + times.system
     return totals
-
-
-async def accept_all(base_url: str, tokens: list[str], concurrency: int = 8) -> list[Candidate]:
-    """Accepts each invite as its candidate would."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def accept(invite: str) -> Candidate:
-            async with gate:
-                reply = await client.post("/api/v1/invites/accept", json={"invite_token": invite})
-                reply.raise_for_status()
-                body = reply.json()
-                return Candidate(body["session"]["session_id"], body["access_token"],
-                                 body["question"]["item_id"], body["question"]["kind"])
-
-        return list(await asyncio.gather(*(accept(t) for t in tokens)))
 
 
 def _lua_string(text: str) -> str:

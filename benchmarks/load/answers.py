@@ -8,6 +8,7 @@ cache instead of the formula engine and the Triton models.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 FORMULA = "formula"
 FREE_TEXT = "free_text"
@@ -94,6 +95,14 @@ def answer_for(kind: str, rng: random.Random, *, options: int = 0, rows: int = 0
     if kind == NUMERIC:
         return f"{rng.uniform(-1000, 1000):,.2f}"
     return free_text_answer(rng)
+
+
+def rest_answer(question: dict[str, Any], rng: random.Random) -> tuple[str, str]:
+    """``(kind, answer)`` for a question as the REST API shows it."""
+    kind = KIND_NAMES.get(question["kind"], "free_text")
+    rows = (question.get("sheet") or {}).get("rows") or []
+    return kind, answer_for(kind, rng, options=len(question.get("options") or []), rows=len(rows),
+                            columns=len(rows[0]) if rows else 0)
 
 
 def think(mean_s: float) -> float:

@@ -39,7 +39,7 @@ from locust.exception import StopUser
 # Before any channel exists: makes grpc's blocking calls yield to other greenlets.
 grpc_gevent.init_gevent()
 
-from answers import KIND_NAMES, answer_for, think  # noqa: E402
+from answers import KIND_NAMES, answer_for, rest_answer, think  # noqa: E402
 from grpc_user import GrpcUser  # noqa: E402
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD  # noqa: E402
 from xlinterview.v1 import (  # noqa: E402
@@ -127,14 +127,6 @@ def _configure(environment: Environment, **_: Any) -> None:
     OrchestratorGrpcUser.fixed_count = options.orchestrator_users
     ScorerGrpcUser.fixed_count = options.scorer_users
     HealthProbeUser.fixed_count = options.probes
-
-
-def rest_answer(question: dict[str, Any], rng: random.Random) -> tuple[str, str]:
-    """``(kind, answer)`` for a question as the REST API shows it."""
-    kind = KIND_NAMES.get(question["kind"], "free_text")
-    rows = (question.get("sheet") or {}).get("rows") or []
-    return kind, answer_for(kind, rng, options=len(question.get("options") or []), rows=len(rows),
-                            columns=len(rows[0]) if rows else 0)
 
 
 def proto_answer(question: orchestrator_pb2.Question | common_pb2.ScoringItem, rng: random.Random) -> tuple[str, str]:

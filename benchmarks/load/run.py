@@ -26,7 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -127,6 +129,34 @@ async def seed(base_url: str, count: int, concurrency: int = 8) -> list[str]:
                 return url.split("#invite=", 1)[1]
 
         return list(await asyncio.gather(*(create(i) for i in range(count))))
+
+
+@dataclass
+class Candidate:
+    """One accepted invite: the session, its token and its first question."""
+
+    session_id: str
+    token: str
+    item_id: str
+    kind: str
+    question: dict[str, Any]
+
+
+async def accept_all(base_url: str, tokens: list[str], concurrency: int = 8) -> list[Candidate]:
+    """Accepts each invite as its candidate would."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def accept(invite: str) -> Candidate:
+            async with gate:
+                reply = await client.post("/api/v1/invites/accept", json={"invite_token": invite})
+                reply.raise_for_status()
+                body = reply.json()
+                question = body["question"]
+                return Candidate(body["session"]["session_id"], body["access_token"], question["item_id"],
+                                 question["kind"], question)
+
+        return list(await asyncio.gather(*(accept(t) for t in tokens)))
 
 
 async def database_size(url: str) -> int:
