@@ -27,6 +27,10 @@ ANSWER_SCORED = "answer_scored"
 """An answer's result: the body of ``POST /api/v1/sessions/{id}/answers`` with
 ``item_id`` and ``idempotency_key`` (see :func:`answer_scored_data`)."""
 
+INTERVIEW_FINISHED = "interview_finished"
+"""The session ended: the candidate finished it, or the hiring team cancelled the
+interview (see :func:`interview_finished_data`); the stream ends after it."""
+
 Json = dict[str, Any]
 
 
@@ -62,6 +66,17 @@ def _enum_name(enum: Any, value: int, unknown: str) -> str:
         return str(enum.Name(value))
     except ValueError:
         return unknown
+
+
+def interview_finished_data(session: orchestrator_pb2.Session, *, cancelled: bool = False) -> Json:
+    """The payload of :data:`INTERVIEW_FINISHED`: the session's status and overall score,
+    and whether the hiring team ended it (so the page can say so rather than the
+    candidate wondering what they did)."""
+    return {
+        "status": _enum_name(orchestrator_pb2.SessionStatus, session.status, "SESSION_STATUS_UNSPECIFIED"),
+        "overall_score": session.overall_score,
+        "cancelled": cancelled,
+    }
 
 
 def question_json(q: orchestrator_pb2.Question) -> Json:

@@ -262,9 +262,10 @@ class InterviewsService(admin_pb2_grpc.InterviewsServicer):
             )
         if interview.session_id and interview.status == admin_pb2.INTERVIEW_STATUS_IN_PROGRESS:
             # Finishing the session is what stops further answers being accepted.
-            await self._sessions.FinishInterview(
+            finished = await self._sessions.FinishInterview(
                 orchestrator_pb2.FinishInterviewRequest(session_id=interview.session_id), context
             )
+            await self._sessions.announce_cancelled(finished)
         log.info("interview %s cancelled", interview_id)
         async with self._db.connection("read an interview") as conn:
             return await self._fetch(conn, interview_id)

@@ -70,7 +70,8 @@ EVENT_PUBLISH_ERRORS = Counter(
 class SessionEvents:
     """Publishes events to a candidate's live stream, which the gateway serves.
 
-    Only for news no candidate request carries: answers the background retry scored.
+    Only for news no candidate request carries: answers the background retry scored,
+    and interviews the hiring team cancelled.
     See :mod:`common.session_events` for the channel and the message format.
 
     Args:
@@ -420,6 +421,16 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 session = await self._advance(session)
             await self._announce_scored(answer, score, session)
         return scored
+
+    async def announce_cancelled(self, session: orchestrator_pb2.Session) -> None:
+        """Tells the candidate's page that the hiring team cancelled the interview, which
+        finished ``session``: no request of the candidate's carries that news. Never raises."""
+        if self._events is not None:
+            await self._events.publish(
+                session.session_id,
+                session_events.INTERVIEW_FINISHED,
+                session_events.interview_finished_data(session, cancelled=True),
+            )
 
     async def _announce_scored(self, answer: AnswerRow, score: common_pb2.Score, session: SessionRow) -> None:
         """Tells the candidate's page that a background retry scored ``answer``.

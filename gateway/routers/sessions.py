@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
+from common.session_events import INTERVIEW_FINISHED, interview_finished_data
 from gateway.deps import CandidateDep, EventsDep, OrchestratorDep, SettingsDep
 from gateway.events import session_stream
 from gateway.problems import ProblemError, problem_responses
@@ -101,9 +102,9 @@ async def submit_answer(
 async def finish_interview(session_id: OwnSession, orchestrator: OrchestratorDep, events: EventsDep) -> Session:
     """Ends the session; finishing twice returns the same session. Event streams of the
     session get ``interview_finished`` and end."""
-    session = session_from_proto(await orchestrator.finish_interview(session_id))
-    await events.publish(session_id, "interview_finished", {"status": session.status.value, "overall_score": session.overall_score})
-    return session
+    finished = await orchestrator.finish_interview(session_id)
+    await events.publish(session_id, INTERVIEW_FINISHED, interview_finished_data(finished))
+    return session_from_proto(finished)
 
 
 _EVENT_STREAM_DOC = """`text/event-stream` of the session's news, for the candidate page:
@@ -113,7 +114,10 @@ _EVENT_STREAM_DOC = """`text/event-stream` of the session's news, for the candid
 * `question_ready`: the next question;
 * `time_warning`: `{"seconds_left", "threshold_s", "deadline"}` as the server deadline
   passes each threshold (`XLI_TIME_WARNINGS_S`);
-* `time_up`, then the stream ends; `interview_finished`, then the stream ends.
+* `time_up`, then the stream ends;
+* `interview_finished`: `{"status", "overall_score", "cancelled"}` when the candidate
+  finished or the hiring team cancelled the interview (`cancelled` true), then the
+  stream ends.
 
 Comment lines keep the connection alive. Works with any number of gateway processes
 (the events travel over Redis).

@@ -45,12 +45,16 @@
     evidenceBlock: $("result-evidence-block"), evidence: $("result-evidence"), signals: $("result-signals"),
     nextButton: $("next-button"),
     summaryHeading: $("summary-heading"), summaryOverall: $("summary-overall"), summaryTurns: $("summary-turns"),
+    summaryCancelled: $("summary-cancelled"),
   };
   // The invite token from the link (#invite=...), read once and taken out of the
   // address bar so it is not bookmarked or shared by accident.
   let inviteToken = null;
   // The countdown to the server's deadline; `pending` holds the minutes still to announce.
   const clock = { deadline: null, timer: null, pending: [], up: false, offsetMs: 0 };
+  // Set when the event stream says the hiring team cancelled the interview, so the
+  // summary tells the candidate the interview ended through no action of theirs.
+  let endedByTeam = false;
   // The session's event stream (Server-Sent Events read with fetch, which unlike
   // EventSource can send the candidate's token in a header).
   const events = { controller: null, sessionId: null };
@@ -271,6 +275,7 @@
     } else if (name === "time_warning" || name === "time_up") {
       startClock(data.deadline);
     } else if (name === "interview_finished" && el.views.summary.hidden) {
+      endedByTeam = Boolean(data.cancelled);
       finish();
     }
   }
@@ -561,6 +566,7 @@
     const options = store.get(OPTIONS_KEY) || {};
     el.summaryHeading.textContent = session.candidate_name ? `Interview complete, ${session.candidate_name}` : "Interview complete";
     el.summaryOverall.textContent = `Overall score: ${percent(session.overall_score)}`;
+    el.summaryCancelled.hidden = !endedByTeam;
     el.summaryTurns.replaceChildren(...session.turns.map((turn) => {
       const li = document.createElement("li");
       const prompt = document.createElement("p");

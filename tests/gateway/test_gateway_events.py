@@ -94,7 +94,7 @@ async def test_events_reach_a_stream_held_by_another_gateway_process(
                 finished = await a.post(f"/api/v1/sessions/{session_id}/finish")
                 assert finished.status_code == 200
                 done = await stream.until("interview_finished")
-                assert done == {"status": "SESSION_STATUS_FINISHED", "overall_score": finished.json()["overall_score"]}
+                assert done == {"status": "SESSION_STATUS_FINISHED", "overall_score": finished.json()["overall_score"], "cancelled": False}
                 with pytest.raises(EOFError):
                     await stream.next()
 

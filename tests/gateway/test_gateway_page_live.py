@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 import pytest
 from playwright.async_api import Browser, Page, Route, expect
 
+from common import session_events
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from gateway_fakes import FakeServer, serve
+from xlinterview.v1 import orchestrator_pb2
 
 
 @asynccontextmanager
@@ -92,3 +94,27 @@ async def test_a_lost_response_is_completed_by_the_event_stream(browser: Browser
             await expect(page.locator("#result-feedback")).to_have_text("Correct.")
             await expect(page.locator("#next-button")).to_be_focused()
             assert [c[0] for c in orchestrator.servicer.calls].count("SubmitAnswer") == 1
+
+
+async def test_an_interview_cancelled_by_the_hiring_team_ends_the_open_page(browser: Browser, orchestrator: FakeServer) -> None:
+    settings = GatewaySettings(orchestrator_address=orchestrator.address)
+    app = create_app(settings)
+    async with serve(settings, app) as url:
+        async with open_invite(browser, orchestrator, url) as page:
+            await page.locator("#start-button").click()
+            await expect(page.locator("#question-heading")).to_be_focused()
+            session_id = next(iter(orchestrator.servicer.sessions))
+            for _ in range(100):  # until the page's stream is subscribed
+                if app.state.events.subscribers(session_id):
+                    break
+                await asyncio.sleep(0.05)
+            # What the orchestrator does when the hiring team cancels: finish the session, then publish.
+            session = orchestrator.servicer.sessions[session_id]
+            session.status = orchestrator_pb2.SESSION_STATUS_FINISHED
+            finished = session_events.interview_finished_data(session, cancelled=True)
+            await app.state.events.publish(session_id, session_events.INTERVIEW_FINISHED, finished)
+            await expect(page.locator("#summary-heading")).to_be_visible()
+            await expect(page.locator("#summary-cancelled")).to_have_text(
+                "The hiring team ended this interview. Your answers so far are saved."
+            )
+            await expect(page.locator("#answer-input")).to_be_hidden()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -241,3 +242,13 @@ async def count_rows(pg: asyncpg.Connection, session_id: str) -> tuple[int, int]
         uuid.UUID(session_id),
     )
     return answers, scores
+
+
+async def next_message(pubsub, timeout_s: float) -> dict:  # type: ignore[no-untyped-def]
+    """The next message published on a subscribed channel; fails the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if message is not None and message["type"] == "message":
+            return message  # type: ignore[no-any-return]
+    raise AssertionError(f"nothing was published within {timeout_s} s")

@@ -13,7 +13,9 @@ import grpc
 import pytest
 import pytest_asyncio
 
+from common import session_events
 from common.grpc_server import create_server
+from orch_helpers import next_message
 from orchestrator.app import Orchestrator
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
 from orchestrator.settings import MissingSetting, OrchestratorSettings
@@ -197,7 +199,7 @@ async def test_expired_unknown_and_reissued_invites_are_refused(stubs: Stubs, pg
     await stubs.interviews.PreviewInvite(apb.InviteRequest(invite_token=reissued.invite_token))
 
 
-async def test_cancel_stops_the_invite_and_the_session(stubs: Stubs) -> None:
+async def test_cancel_stops_the_invite_and_the_session(stubs: Stubs, redis_client) -> None:  # type: ignore[no-untyped-def]
     invited = await create(stubs, "Cancelled Before")
     cancelled = await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=invited.interview.interview_id))
     assert cancelled.status == apb.INTERVIEW_STATUS_CANCELLED
@@ -206,7 +208,18 @@ async def test_cancel_stops_the_invite_and_the_session(stubs: Stubs) -> None:
 
     running = await create(stubs, "Cancelled During")
     started = await stubs.interviews.AcceptInvite(apb.InviteRequest(invite_token=running.invite_token))
-    await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=running.interview.interview_id))
+    # The candidate's open page hears of it: subscribed as the gateway's event stream is.
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(session_events.channel(started.started.session.session_id))
+    try:
+        await stubs.interviews.CancelInterview(apb.InterviewRequest(interview_id=running.interview.interview_id))
+        message = await next_message(pubsub, timeout_s=10)
+    finally:
+        await pubsub.aclose()
+    assert session_events.decode(message["data"]) == (
+        "interview_finished",
+        {"status": "SESSION_STATUS_FINISHED", "overall_score": 0.0, "cancelled": True},
+    )
     answer = stubs.sessions.SubmitAnswer(
         pb.SubmitAnswerRequest(
             session_id=started.started.session.session_id,

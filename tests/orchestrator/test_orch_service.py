@@ -20,6 +20,7 @@ from orch_helpers import (
     FakeScorer,
     TcpProxy,
     count_rows,
+    next_message,
     good_answer,
     rpc_error,
     running_orchestrator,
@@ -305,16 +306,6 @@ async def test_answers_an_outage_left_unscored_are_scored_in_the_background(make
         retried = await submit(stub, walked_away.session.session_id, walked_away.question, key="k")
         assert retried.score.value == 0.7
         assert len(scorer.requests) == calls
-
-
-async def next_message(pubsub, timeout_s: float) -> dict:  # type: ignore[no-untyped-def]
-    """The next message published on a subscribed channel; fails the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while (left := deadline - time.monotonic()) > 0:
-        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-        if message is not None and message["type"] == "message":
-            return message  # type: ignore[no-any-return]
-    raise AssertionError(f"nothing was published within {timeout_s} s")
 
 
 async def test_an_answer_scored_in_the_background_reaches_the_candidates_event_stream(  # type: ignore[no-untyped-def]
