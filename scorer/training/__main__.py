@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scorer.training.data import load_jsonl, load_mohler
+from scorer.training.data import load_jsonl_files, load_mohler
 from scorer.training.embed import Encoder
 from scorer.training.train import (
     DEFAULT_OUT,
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scorer.training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("train", help="evaluate by grouped cross-validation, then fit and export a versioned model")
-    cmd.add_argument("--data", required=True, help='"mohler" (benchmark only) or a JSONL file of graded answers')
+    cmd.add_argument(
+        "--data", required=True, nargs="+", help='"mohler" (benchmark only) or JSONL files of graded answers, trained as one set'
+    )
     cmd.add_argument("--out", type=Path, default=DEFAULT_OUT, help="models folder (default .data/models)")
     cmd.add_argument("--features", default="base", choices=["base", "peers", "graded"], help="feature families (default base)")
     cmd.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="grade tolerance of the confidence")
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--no-cache", action="store_true", help=f"do not read or write the embedding cache {CACHE}")
     args = parser.parse_args(argv)
 
-    data = load_mohler() if args.data == "mohler" else load_jsonl(Path(args.data), args.scale_max)
+    if args.data == ["mohler"]:
+        data = load_mohler()
+    else:
+        data = load_jsonl_files([Path(p) for p in args.data], args.scale_max)
     encoder = Encoder()
     if not args.no_cache:
         encoder.load_cache(CACHE)

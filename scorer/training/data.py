@@ -272,6 +272,36 @@ def load_jsonl(path: Path, scale_max: float = MOHLER_SCALE) -> TrainingSet:
     return TrainingSet(name=path.stem, questions=questions, answers=answers, scale_max=scale_max)
 
 
+def load_jsonl_files(paths: Sequence[Path], scale_max: float = MOHLER_SCALE) -> TrainingSet:
+    """Loads several product JSONL files as one training set (see :func:`load_jsonl`).
+
+    Args:
+        paths: The files, in order; one file gives exactly what :func:`load_jsonl` gives.
+        scale_max: The top grade of every file.
+
+    Returns:
+        The training set, named after the files joined by "+".
+
+    Raises:
+        ValueError: A question id appears in more than one file.
+    """
+    sets = [load_jsonl(path, scale_max) for path in paths]
+    if len(sets) == 1:
+        return sets[0]
+    questions: dict[str, Question] = {}
+    for data in sets:
+        repeated = sorted(set(questions) & set(data.questions))
+        if repeated:
+            raise ValueError(f"{data.name}: question(s) {', '.join(repeated)} appear in an earlier file")
+        questions.update(data.questions)
+    return TrainingSet(
+        name="+".join(d.name for d in sets),
+        questions=questions,
+        answers=[a for d in sets for a in d.answers],
+        scale_max=scale_max,
+    )
+
+
 def answers_by_question(answers: Sequence[GradedAnswer]) -> dict[str, list[int]]:
     """Groups answer indices by question id, keeping order."""
     out: dict[str, list[int]] = {}

@@ -1,7 +1,9 @@
 """Fixtures for the training tests: a small hand-graded Excel data set and a model trained on it.
 
-The data set (``excel_graded.jsonl``) was written and graded for these tests; it is not the
-Mohler benchmark data, which tests only read in place when ``../shared`` has it.
+The data set (``scorer/training/datasets/excel_toy_graded.jsonl``, 60 answers to six short
+questions) was written and graded for these tests, and the shipped model also trains on it (see
+``GRADING.md`` there); it is not the Mohler benchmark data, which tests only read in place when
+``../shared`` has it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 from scorer.training.data import TrainingSet, default_mohler_dir, load_jsonl, load_mohler
 from scorer.training.embed import Encoder
 
-EXCEL_DATA = Path(__file__).with_name("excel_graded.jsonl")
+EXCEL_DATA = Path(__file__).resolve().parents[2] / "scorer" / "training" / "datasets" / "excel_toy_graded.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scorer.training.data import TrainingSet, clean_text, load_jsonl, natural_key
+from scorer.training.data import TrainingSet, clean_text, load_jsonl, load_jsonl_files, natural_key
 
 
 def test_clean_text_repairs_markup_and_double_encoding() -> None:
@@ -45,6 +45,22 @@ def test_jsonl_loader(tmp_path: Path) -> None:
     assert data.questions["q2"].criteria == (("lock", ("lock", "fix"), 2.0),)
     assert data.content_hash() == load_jsonl(path).content_hash()
     assert data.subset(["q2"]).answers[0].text == "to lock"
+
+
+def test_several_jsonl_files_train_as_one_set(tmp_path: Path) -> None:
+    def write(name: str, qid: str, grade: float) -> Path:
+        row = {"qid": qid, "prompt": "p", "references": ["r"], "answers": [{"text": f"{qid} answer", "grade": grade}]}
+        (tmp_path / name).write_text(json.dumps(row) + "\n")
+        return tmp_path / name
+
+    first, second = write("bank.jsonl", "q1", 4), write("toy.jsonl", "q2", 1)
+    merged = load_jsonl_files([first, second])
+    assert merged.name == "bank+toy" and merged.groups() == ["q1", "q2"]
+    assert [(a.qid, a.grade) for a in merged.answers] == [("q1", 4.0), ("q2", 1.0)]
+    assert load_jsonl_files([first]).content_hash() == load_jsonl(first).content_hash()
+    assert merged.content_hash() != load_jsonl_files([second, first]).content_hash()
+    with pytest.raises(ValueError, match="q1"):
+        load_jsonl_files([first, write("again.jsonl", "q1", 2)])
 
 
 def test_grades_outside_the_scale_are_rejected() -> None:
