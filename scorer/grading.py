@@ -90,6 +90,14 @@ def format_value(value: Sequence[Sequence[core_rs.Cell]]) -> str:
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
+_SPEC_OF_KIND = {
+    common_pb2.QUESTION_KIND_FORMULA: "formula",
+    common_pb2.QUESTION_KIND_FREE_TEXT: "rubric",
+    common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
+    common_pb2.QUESTION_KIND_NUMERIC: "numeric",
+}
+
+
 def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: int) -> None:
     """Rejects items and answers the scorer cannot grade.
 
@@ -99,12 +107,7 @@ def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: in
     if not item.item_id:
         raise InvalidArgument("item.item_id is required")
     spec = item.WhichOneof("spec")
-    expected = {
-        common_pb2.QUESTION_KIND_FORMULA: "formula",
-        common_pb2.QUESTION_KIND_FREE_TEXT: "rubric",
-        common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
-        common_pb2.QUESTION_KIND_NUMERIC: "numeric",
-    }.get(item.kind)
+    expected = _SPEC_OF_KIND.get(item.kind)
     if expected is None:
         raise InvalidArgument(f"item {item.item_id}: kind must be set")
     if spec != expected:
@@ -124,8 +127,35 @@ def validate(item: common_pb2.ScoringItem, answers: Sequence[str], max_chars: in
             raise InvalidArgument(f"answer {index}: text has {len(text)} characters; the limit is {max_chars}")
 
 
-def prepare(item: common_pb2.ScoringItem, answers: Sequence[scorer_pb2.AnswerInput]) -> list[PreparedAnswer]:
+def formula_sheet(item: common_pb2.ScoringItem) -> core_rs.PreparedSheet:
+    """A formula item's sample sheet and reference, prepared once for grading many answers.
+
+    Preparing (loading the sheet, making its hidden variants, evaluating the reference on
+    each) costs about as much as grading ten answers, so callers that see the item again
+    keep the result.
+
+    Raises:
+        InvalidArgument: The item's own reference formula does not parse, or its sheet is unusable.
+    """
+    try:
+        return core_rs.PreparedSheet(sheet_rows(item.formula.sheet), item.formula.reference_formula)
+    except core_rs.CoreError as exc:
+        raise InvalidArgument(f"item {item.item_id}: {exc}") from None
+
+
+def prepare(
+    item: common_pb2.ScoringItem,
+    answers: Sequence[scorer_pb2.AnswerInput],
+    formula_grades: Sequence[core_rs.FormulaGrade] | None = None,
+) -> list[PreparedAnswer]:
     """Extracts features (formula grading or text features) for every answer of one item.
+
+    Args:
+        item: The item.
+        answers: Its answers.
+        formula_grades: For a formula item, the answers' grades from its :func:`formula_sheet`
+            when the caller has them already (the service grades off the event loop); None
+            grades them here.
 
     Raises:
         InvalidArgument: The item's own reference formula does not parse.
@@ -133,10 +163,7 @@ def prepare(item: common_pb2.ScoringItem, answers: Sequence[scorer_pb2.AnswerInp
     texts = [answer.text for answer in answers]
     ids = [answer.answer_id for answer in answers]
     if item.kind == common_pb2.QUESTION_KIND_FORMULA:
-        try:
-            grades = core_rs.grade_formulas(sheet_rows(item.formula.sheet), item.formula.reference_formula, texts)
-        except core_rs.CoreError as exc:
-            raise InvalidArgument(f"item {item.item_id}: {exc}") from None
+        grades = formula_sheet(item).grade_many(texts) if formula_grades is None else formula_grades
         return [_prepared_formula(answer_id, grade) for answer_id, grade in zip(ids, grades, strict=True)]
     if item.kind == common_pb2.QUESTION_KIND_FREE_TEXT:
         criteria = [(c.name, list(c.terms), c.weight) for c in item.rubric.criteria]

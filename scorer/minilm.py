@@ -23,6 +23,11 @@ TOKENIZER_FILE = "model/tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 EMBEDDING_DIM = 384
 MAX_SEQ_LENGTH = 256
+# Texts per onnxruntime run when serving. Texts are sorted by length first, so a run pads
+# only to the longest of similar-length texts; runs of 16 beat runs of 32 or 64 by 10-15%
+# per text on this machine (less padding, activations that stay in cache) and cost a
+# lone text nothing.
+RUN_ROWS = 16
 
 
 def package_file(package: str, relative: str, sha256: str) -> Path:
@@ -53,6 +58,50 @@ def package_file(package: str, relative: str, sha256: str) -> Path:
     if digest.hexdigest() != sha256:
         raise ValueError(f"{path}: sha256 {digest.hexdigest()} is not the pinned {sha256}")
     return path
+
+
+def open_session(threads: int) -> Any:
+    """The pinned graph in an onnxruntime CPU session.
+
+    Args:
+        threads: onnxruntime intra-op threads.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def open_tokenizer(max_len: int = MAX_SEQ_LENGTH) -> Any:
+    """The pinned WordPiece tokenizer, truncating at ``max_len`` tokens and padding nothing."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)))
+    # tokenizer.json pads every text to 128 tokens; embed_runs pads to the longest text of a run instead.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_len)
+    return tokenizer
+
+
+def embed(session: Any, tokenizer: Any, texts: Sequence[str], rows_per_run: int = RUN_ROWS) -> np.ndarray:
+    """Unit-length sentence embeddings of texts.
+
+    Args:
+        session: From :func:`open_session`.
+        tokenizer: From :func:`open_tokenizer`.
+        texts: Texts to embed.
+        rows_per_run: Texts per graph run.
+
+    Returns:
+        ``float32`` array ``(len(texts), 384)``.
+    """
+    out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+    for rows, _, _, pooled in embed_runs(session, tokenizer.encode_batch(list(texts)), rows_per_run):
+        out[rows] = pooled
+    return out
 
 
 def embed_runs(

@@ -31,6 +31,9 @@ MAX_ANSWERS_PER_BATCH = 10_000
 # more than it saves. Above it core_rs (which releases the GIL) runs in a worker thread
 # so the loop keeps building and sending other responses meanwhile.
 THREAD_MIN_ANSWERS = 64
+# Requests with fewer fresh answers than this (unary Score) are merged with concurrent
+# requests for the same item; larger ones (stream messages) are batches already.
+COALESCE_BELOW_ANSWERS = 64
 CODE = f"xlinterview {CODE_VERSION}"
 
 _Run = Callable[[list[int]], Awaitable[tuple[list[common_pb2.Score], list[str]]]]
@@ -53,14 +56,19 @@ _KIND_LABEL = {
     common_pb2.QUESTION_KIND_MULTIPLE_CHOICE: "choice",
     common_pb2.QUESTION_KIND_NUMERIC: "numeric",
 }
+# prometheus_client's labels() takes a lock and checks the labels on every call; unary Score
+# would pay that several times per request, so each child is looked up once here.
+_KINDS = (*_KIND_LABEL.values(), "unknown")
+_ANSWERS_BY = {(kind, source): ANSWERS.labels(kind, source) for kind in _KINDS for source in ("rule", "cache", "model")}
+_GRADE_SECONDS_BY = {kind: GRADE_SECONDS.labels(kind) for kind in _KINDS}
 
 
 class _Coalescer:
     """Merges concurrent small requests for the same item into one grading pass.
 
-    core_rs loads the item's sample sheet once per call (most of the cost of grading a
-    single formula), and each model call has a fixed cost, so 64 concurrent unary
-    requests for one question are far cheaper graded as one batch of 64 answers.
+    Each model call and each call into core_rs (a hand-over to its engine thread) has a
+    fixed cost, so 64 concurrent unary requests for one question are far cheaper graded
+    as one batch of 64 answers.
 
     A group is graded when its window has passed and fewer than ``max_passes`` passes
     for the same item are running; under load it keeps growing meanwhile, so batches
@@ -92,18 +100,20 @@ class _Coalescer:
         model_version: str,
     ) -> tuple[list[common_pb2.Score], list[str]]:
         key = (digest, model_version)
+        loop = asyncio.get_running_loop()
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = _Group(item, asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_later(self._window_s, self._flush, key, group)
-        start = len(group.answers)
+            group = self._groups[key] = _Group(item)
+            loop.call_later(self._window_s, self._flush, key, group)
+        # Each caller waits on a future of its own: one caller giving up cancels only that
+        # future, never the pass the others wait for (cheaper than shielding a shared one).
+        waiter: _Waiter = loop.create_future()
+        group.waiters.append((waiter, len(group.answers), len(answers)))
         group.answers.extend(answers)
         group.deadlines.append(deadline)
         if len(group.answers) >= self._max_answers:
             self._flush(key, group, force=True)
-        # Shielded: one caller giving up must not cancel the pass the others wait for.
-        scores, versions = await asyncio.shield(group.result)
-        return scores[start : start + len(answers)], versions
+        return await waiter
 
     def _flush(self, key: tuple[str, str], group: _Group, force: bool = False) -> None:
         if self._groups.get(key) is not group:
@@ -123,21 +133,30 @@ class _Coalescer:
             waiting = self._groups.get(key)
             if waiting is not None and waiting.window_over:
                 self._flush(key, waiting)
-            if done.cancelled():
-                group.result.cancel()
-            elif done.exception() is not None:
-                group.result.set_exception(done.exception())  # type: ignore[arg-type]
-            else:
-                group.result.set_result(done.result())
+            failure = None if done.cancelled() else done.exception()
+            for waiter, start, count in group.waiters:
+                if waiter.done():
+                    continue  # its caller gave up
+                if done.cancelled():
+                    waiter.cancel()
+                elif failure is not None:
+                    waiter.set_exception(failure)
+                else:
+                    scores, versions = done.result()
+                    waiter.set_result((scores[start : start + count], versions))
 
         task.add_done_callback(deliver)
+
+
+_Waiter = asyncio.Future[tuple[list[common_pb2.Score], list[str]]]
 
 
 @dataclasses.dataclass
 class _Group:
     item: common_pb2.ScoringItem
-    result: asyncio.Future[tuple[list[common_pb2.Score], list[str]]]
     answers: list[scorer_pb2.AnswerInput] = dataclasses.field(default_factory=list)
+    # (future, first answer, answer count) of each request in the group.
+    waiters: list[tuple[_Waiter, int, int]] = dataclasses.field(default_factory=list)
     deadlines: list[float | None] = dataclasses.field(default_factory=list)
     window_over: bool = False
 
@@ -202,7 +221,10 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         self._encoder = encoder
         self._max_answer_chars = max_answer_chars
         self._cache = cache
-        self._formulas: LruCache[tuple[str, str], grading.PreparedAnswer] = LruCache("formula", formula_cache_size)
+        # core_rs's grade object per (item, formula): one object an entry (the prepared answer
+        # built from it would be ten), so a full cache adds little to each garbage collection.
+        self._formulas: LruCache[tuple[str, str], core_rs.FormulaGrade] = LruCache("formula", formula_cache_size)
+        self._sheets: LruCache[str, core_rs.PreparedSheet] = LruCache("formula_sheet", 1024)
         self._references: LruCache[tuple[str, str], np.ndarray] = LruCache("reference_embeddings", 1024)
         self._read_ahead = max(1, stream_read_ahead)
         self._coalescer = _Coalescer(self._score_fresh)
@@ -246,11 +268,11 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             scores = [
                 grading.finish(item, p, None, "", "") for p in grading.prepare(item, answers)
             ]
-            ANSWERS.labels(kind, "rule").inc(len(scores))
+            _ANSWERS_BY[kind, "rule"].inc(len(scores))
         else:
             scores = await self._grade_with_models(item, answers, deadline, model_version)
-        GRADE_SECONDS.labels(kind).observe(time.perf_counter() - started)
-        return [scorer_pb2.ScoreResponse(answer_id=a.answer_id, score=s) for a, s in zip(answers, scores, strict=True)]
+        _GRADE_SECONDS_BY[kind].observe(time.perf_counter() - started)
+        return [_response(a.answer_id, s) for a, s in zip(answers, scores, strict=True)]
 
     async def _grade_with_models(
         self,
@@ -272,16 +294,16 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
                 if cached is not None:
                     cached.signals.append(SIGNAL_CACHE)
                     scores[index] = cached
-            ANSWERS.labels(kind, "cache").inc(sum(s is not None for s in scores))
+            _ANSWERS_BY[kind, "cache"].inc(sum(s is not None for s in scores))
         todo = [i for i, s in enumerate(scores) if s is None]
         if todo:
             # Small requests (unary Score) are merged with concurrent ones for the same item;
             # stream messages are already batches.
-            score = self._coalescer.submit if len(todo) < THREAD_MIN_ANSWERS else self._score_fresh
+            score = self._coalescer.submit if len(todo) < COALESCE_BELOW_ANSWERS else self._score_fresh
             fresh, versions = await score(item, digest, [answers[i] for i in todo], deadline, model_version)
             for index, score in zip(todo, fresh, strict=True):
                 scores[index] = score
-            ANSWERS.labels(kind, "model").inc(len(todo))
+            _ANSWERS_BY[kind, "model"].inc(len(todo))
             if self._cache is not None:
                 # Keys of what actually ran, which differ from the lookup keys only if Triton's version changed.
                 put_keys = keys
@@ -321,26 +343,35 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         self, item: common_pb2.ScoringItem, digest: str, answers: Sequence[scorer_pb2.AnswerInput]
     ) -> list[grading.PreparedAnswer]:
         """core_rs features; formula grades come from the in-process cache when known."""
-
-        async def run(todo: Sequence[scorer_pb2.AnswerInput]) -> list[grading.PreparedAnswer]:
-            if len(todo) >= THREAD_MIN_ANSWERS:
-                return await asyncio.to_thread(grading.prepare, item, todo)
-            return grading.prepare(item, todo)
-
         if item.kind != common_pb2.QUESTION_KIND_FORMULA:
-            return await run(answers)
-        prepared: list[grading.PreparedAnswer | None] = []
-        missing: list[int] = []
-        for index, answer in enumerate(answers):
-            known = self._formulas.get((digest, answer.text))
-            prepared.append(None if known is None else dataclasses.replace(known, answer_id=answer.answer_id))
-            if known is None:
-                missing.append(index)
+            if len(answers) >= THREAD_MIN_ANSWERS:
+                return await asyncio.to_thread(grading.prepare, item, answers)
+            return grading.prepare(item, answers)
+        grades = [self._formulas.get((digest, answer.text)) for answer in answers]
+        missing = [index for index, grade in enumerate(grades) if grade is None]
         if missing:
-            for index, fresh in zip(missing, await run([answers[i] for i in missing]), strict=True):
-                self._formulas.put((digest, answers[index].text), fresh)
-                prepared[index] = fresh
-        return prepared  # type: ignore[return-value]
+            texts = [answers[index].text for index in missing]
+            for index, text, grade in zip(missing, texts, await self._grade_formulas(item, digest, texts), strict=True):
+                self._formulas.put((digest, text), grade)
+                grades[index] = grade
+        return grading.prepare(item, answers, grades)  # type: ignore[arg-type]
+
+    async def _grade_formulas(
+        self, item: common_pb2.ScoringItem, digest: str, texts: list[str]
+    ) -> list[core_rs.FormulaGrade]:
+        """core_rs grades of formulas on the item's prepared sheet, which is built once and kept.
+
+        core_rs grades on its own threads with the GIL released, but the calling thread waits:
+        a large batch waits in a worker thread so the event loop keeps serving other calls,
+        a small one on the loop itself, which costs the loop less than handing it over.
+        """
+        sheet = self._sheets.get(digest)
+        if sheet is None:
+            sheet = await asyncio.to_thread(grading.formula_sheet, item)
+            self._sheets.put(digest, sheet)
+        if len(texts) >= THREAD_MIN_ANSWERS:
+            return await asyncio.to_thread(sheet.grade_many, texts)
+        return sheet.grade_many(texts)
 
     async def _similarity(
         self,
@@ -598,6 +629,13 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             await model.close()
         if self._cache is not None:
             await self._cache.close()
+
+
+def _response(answer_id: str, score: common_pb2.Score) -> scorer_pb2.ScoreResponse:
+    """The response for one answer (``CopyFrom`` copies a score several times faster than the constructor)."""
+    response = scorer_pb2.ScoreResponse(answer_id=answer_id)
+    response.score.CopyFrom(score)
+    return response
 
 
 def _item_json(item: common_pb2.ScoringItem) -> str:

@@ -7,8 +7,10 @@ grpc.aio echo server as another process, then measures:
 1. core_rs's own in-process formula grading (the ceiling for bulk formula scoring);
 2. bulk ``ScoreStream`` of formula answers, many answers per message;
 3. unary ``Score`` of formula answers at concurrency 64, next to the echo server;
-4. the sentence encoder on Triton: one call per answer vs multi-row calls, and
-   free-text answers end to end through the scorer.
+4. the sentence encoder: onnxruntime alone in this process (the same graph, tokenizer and
+   thread count as the Triton model) one answer per run and 64 per call, which bounds what
+   batching can gain; then on Triton one call per answer vs multi-row calls, and free-text
+   answers end to end through the scorer.
 
 Prints a Markdown table and writes it into the "scorer" section of benchmarks/README.md.
 Every load loop is bounded in time and count and talks to 127.0.0.1 only.
@@ -37,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import InferInput, InferRequestedOutput
 
 import core_rs
+from scorer import minilm
 from scorer.grading import sheet_rows
 from stack.backing import TritonServer, free_port
 from stack.runner import MODEL_REPOSITORY, REPO_ROOT
@@ -102,8 +105,13 @@ def text_item() -> common_pb2.ScoringItem:
 
 
 def formulas(n: int, offset: int = 0) -> list[str]:
-    """Distinct formula answers (so no cache helps): a mix of right, wrong and broken ones."""
-    shapes = ['=SUMIFS(C2:C41,A2:A41,"East")+{i}*0', "=SUM(C2:C41)-{i}", '=COUNTIF(A2:A41,"East")*{i}', "=C2+C{j}"]
+    """Distinct formula answers (so no cache helps): a mix of right, wrong and broken ones.
+
+    Every answer's text differs (``{i}`` in each shape): the scorer's in-process formula
+    cache must not answer any of them, or the scorer would be measured on less work than
+    core_rs's own grading.
+    """
+    shapes = ['=SUMIFS(C2:C41,A2:A41,"East")+{i}*0', "=SUM(C2:C41)-{i}", '=COUNTIF(A2:A41,"East")*{i}', "=C2+C{j}+0*{i}"]
     return [shapes[i % 4].format(i=i + offset, j=2 + (i + offset) % 40) for i in range(n)]
 
 
@@ -152,10 +160,24 @@ async def bench_stream(
     return answered / (time.perf_counter() - started)
 
 
-async def bench_unary(call: grpc.aio.UnaryUnaryMultiCallable, payloads: list[bytes], concurrency: int, seconds: float) -> tuple[float, float, float]:
+UnaryRun = tuple[int, float, list[float]]
+
+
+async def bench_unary(
+    call: grpc.aio.UnaryUnaryMultiCallable, payloads: list[bytes], concurrency: int, seconds: float, first: int = 0
+) -> UnaryRun:
+    """Closed-loop unary load; returns ``(calls, elapsed seconds, latencies)``.
+
+    Args:
+        call: The method.
+        payloads: Request messages, sent in order from ``first`` on.
+        concurrency: Calls in flight.
+        seconds: Duration.
+        first: Index of the first payload sent.
+    """
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
-    cursor = iter(range(10**9))
+    cursor = iter(range(first, 10**9))
 
     async def worker() -> None:
         while time.perf_counter() < stop:
@@ -166,8 +188,39 @@ async def bench_unary(call: grpc.aio.UnaryUnaryMultiCallable, payloads: list[byt
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+    return len(latencies), time.perf_counter() - started, latencies
+
+
+def summarise(runs: list[UnaryRun]) -> tuple[float, float, float]:
+    """Calls per second, p50 and p99 (ms) over runs of :func:`bench_unary`."""
+    latencies = [latency for _, _, run in runs for latency in run]
+    rate = sum(calls for calls, _, _ in runs) / sum(elapsed for _, elapsed, _ in runs)
+    return rate, percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+
+
+def encoder_threads() -> int:
+    """The ``intra_op_threads`` the Triton ``sentence_encoder`` runs with (from its config.pbtxt)."""
+    config = (MODEL_REPOSITORY / "sentence_encoder" / "config.pbtxt").read_text()
+    match = re.search(r'key: "intra_op_threads" value: \{ string_value: "(\d+)" \}', config)
+    return int(match.group(1)) if match else 1
+
+
+def bench_encoder_in_process(seconds: float) -> dict[str, float]:
+    """MiniLM through onnxruntime in this process, as the Triton model runs it: answers/s
+    at one answer per call and at 64 per call. No Triton, no IPC: the model's own cost."""
+    session, tokenizer = minilm.open_session(encoder_threads()), minilm.open_tokenizer()
+    texts = sentences(4096, seed=3)
+
+    def rate(batch_size: int) -> float:
+        done, started, cursor = 0, time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            minilm.embed(session, tokenizer, texts[cursor : cursor + batch_size])
+            cursor = (cursor + batch_size) % (len(texts) - batch_size)
+            done += batch_size
+        return done / (time.perf_counter() - started)
+
+    minilm.embed(session, tokenizer, texts[:8])  # warm-up
+    return {"single": rate(1), "batch64": rate(64)}
 
 
 async def bench_encoder(url: str, seconds: float) -> dict[str, float]:
@@ -229,7 +282,10 @@ def wait_port(address: str, timeout: float = 20.0) -> None:
         grpc.channel_ready_future(channel).result(timeout=max(0.1, deadline - time.monotonic()))
 
 
-async def measure(triton: TritonServer, scorer_address: str, echo_address: str, seconds: float) -> list[tuple[str, str, str, str]]:
+async def measure(
+    triton: TritonServer, scorer_address: str, echo_address: str, seconds: float
+) -> tuple[list[tuple[str, str, str, str]], str]:
+    """Runs every phase; returns the table rows and the notes printed under the table."""
     fitem, titem = formula_item(), text_item()
     results: list[tuple[str, str, str, str]] = []
 
@@ -255,10 +311,22 @@ async def measure(triton: TritonServer, scorer_address: str, echo_address: str, 
         ]
         raw_score = channel.unary_unary("/xlinterview.v1.Scorer/Score")
         raw_echo = echo_channel.unary_unary("/bench.Echo/Echo")
-        await bench_unary(raw_score, payloads[:500], 64, 1.0)  # warm-up
-        await bench_unary(raw_echo, payloads[:500], 64, 1.0)
-        echo_rate, echo_p50, echo_p99 = await bench_unary(raw_echo, payloads, 64, seconds)
-        unary_rate, unary_p50, unary_p99 = await bench_unary(raw_score, payloads, 64, seconds)
+        warm_up = [
+            scorer_pb2.ScoreRequest(item=fitem, answer=scorer_pb2.AnswerInput(answer_id=str(i), text=t)).SerializeToString()
+            for i, t in enumerate(formulas(1000, 3 * 10**7))
+        ]
+        await bench_unary(raw_score, warm_up, 64, 1.0)
+        await bench_unary(raw_echo, warm_up, 64, 1.0)
+        # Alternating halves, so load from outside the benchmark that comes and goes (the 2 cores
+        # are shared) hits both servers alike; the same payloads and client code for both.
+        echo_runs: list[UnaryRun] = []
+        score_runs: list[UnaryRun] = []
+        for _ in range(2):
+            echo_runs.append(await bench_unary(raw_echo, payloads, 64, seconds / 2))
+            sent = sum(calls for calls, _, _ in score_runs)  # never an answer twice: no cache helps
+            score_runs.append(await bench_unary(raw_score, payloads, 64, seconds / 2, first=sent))
+        echo_rate, echo_p50, echo_p99 = summarise(echo_runs)
+        unary_rate, unary_p50, unary_p99 = summarise(score_runs)
         results.append(
             ("grpc.aio echo server, unary, concurrency 64", f"{echo_rate:,.0f} req/s", f"p50 {echo_p50:.1f} ms, p99 {echo_p99:.1f} ms", "baseline")
         )
@@ -271,6 +339,24 @@ async def measure(triton: TritonServer, scorer_address: str, echo_address: str, 
             )
         )
 
+        local = bench_encoder_in_process(seconds)
+        ceiling = local["batch64"] / local["single"]
+        results.append(
+            (
+                f"onnxruntime alone in-process ({encoder_threads()} threads, as on Triton), 1 answer per call",
+                f"{local['single']:,.0f} answers/s",
+                "the model's own cost",
+                "",
+            )
+        )
+        results.append(
+            (
+                "onnxruntime alone in-process, 64 answers per call",
+                f"{local['batch64']:,.0f} answers/s",
+                f"{ceiling:.1f}× (what batching saves in the model itself)",
+                "",
+            )
+        )
         enc = await bench_encoder(triton.url, seconds)
         gain = enc["batch64"] / enc["single_seq"]
         results.append(("sentence_encoder on Triton, 1 call per answer (sequential)", f"{enc['single_seq']:,.0f} answers/s", "baseline", ""))
@@ -286,13 +372,33 @@ async def measure(triton: TritonServer, scorer_address: str, echo_address: str, 
             (
                 "sentence_encoder on Triton, 64 answers per call",
                 f"{enc['batch64']:,.0f} answers/s",
-                f"{gain:.1f}× vs 1 call per answer",
-                "PASS" if gain >= 5 else "FAIL (target ≥ 5×)",
+                f"{gain:.1f}× vs 1 call per answer; {enc['batch64'] / local['batch64']:.0%} of onnxruntime alone",
+                "PASS" if gain >= 5 else "FAIL (target ≥ 5×; compute-bound, see below)",
             )
         )
         free_text = await bench_stream(stub, titem, 64, max(4, int(seconds * 2)), lambda n, m: sentences(n, seed=100 + m))
         results.append(("ScoreStream, free text (encoder + answer_scorer), 64 answers/message", f"{free_text:,.0f} answers/s", "end to end", ""))
-    return results
+    return results, encoder_notes(local, enc)
+
+
+def encoder_notes(local: dict[str, float], triton: dict[str, float]) -> str:
+    """Why the encoder's batching gain is what it is, from this run's figures."""
+    return (
+        "Why the encoder's batching gain is small: the int8 MiniLM file's weights are dequantized "
+        "(`Cast`·`Mul` on constants) and constant-folded by onnxruntime when the session loads, so every run is "
+        "fp32 matrix work, about 0.5 GFLOP for a 24-token answer (6 layers × 1.8 M weights × 2 × tokens). One "
+        "answer already gives the matrix multiplications 24 token rows, which run near this CPU's fp32 peak "
+        "(`session.run` alone on one thread, quiet machine: 11 ms per answer at 1 answer per run, 13 ms at 64, "
+        "about 45 GFLOP/s), so batching cannot cut the compute; runs of 16 length-sorted texts "
+        "(`scorer.minilm.RUN_ROWS`) keep padding small. With other work on the 2 cores, onnxruntime's two "
+        "spinning threads lose far more than that, and every encoder figure drops. "
+        f"onnxruntime alone gains {local['batch64'] / local['single']:.1f}× from 64-answer calls here. What a "
+        "multi-row Triton call does save is the fixed cost of a call (request, IPC to the Python stub, one "
+        "tokeniser call), which the one-call-per-answer baseline pays per answer. If a 64-answer call cost "
+        "nothing beyond onnxruntime, the gain over one call per answer would be about "
+        f"{local['batch64'] / triton['single_seq']:.1f}× on these 2 cores; 5× would need a GPU (Triton's "
+        "onnxruntime backend with the GPU instance group, deploy/triton/gpu/) or a smaller model, not more batching."
+    )
 
 
 def table(results: list[tuple[str, str, str, str]]) -> str:
@@ -332,7 +438,7 @@ def main() -> None:
         try:
             wait_serving(scorer_address, scorer)
             wait_port(echo_address)
-            results = asyncio.run(measure(triton, scorer_address, echo_address, args.seconds))
+            results, notes = asyncio.run(measure(triton, scorer_address, echo_address, args.seconds))
         finally:
             for process in (echo, scorer):
                 process.terminate()
@@ -344,7 +450,7 @@ def main() -> None:
         f"1-minute load average before/after: {load_before:.1f}/{os.getloadavg()[0]:.1f} "
         "(anything above ~1 means other work competed for the 2 cores and every rate is lower)."
     )
-    markdown = f"{header}\n\n{table(results)}"
+    markdown = f"{header}\n\n{table(results)}\n\n{notes}"
     print(markdown)
     if not args.no_readme:
         write_readme(f"## scorer (`make bench-scorer`)\n\n{markdown}")

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from common.errors import NotFound
 from common.grpc_server import REQUEST_ID_KEY, create_server
@@ -92,3 +93,27 @@ async def test_request_id_comes_from_metadata_or_is_made(channel: grpc.aio.Chann
     await unary(b"b", timeout=5)
     assert SEEN_REQUEST_IDS[0] == "req-123"
     assert len(SEEN_REQUEST_IDS[1]) == 32 and SEEN_REQUEST_IDS[1] != "req-123"
+
+
+def calls_counted(code: str) -> float:
+    return REGISTRY.get_sample_value("xli_grpc_requests_total", {"method": "Unary", "code": code}) or 0.0
+
+
+async def test_every_call_is_counted_and_gets_a_fresh_request_id(channel: grpc.aio.Channel) -> None:
+    # The frame wraps each method once; the counts and ids must still be per call.
+    SEEN_REQUEST_IDS.clear()
+    ok, not_found = calls_counted("OK"), calls_counted("NOT_FOUND")
+    unary = channel.unary_unary("/test.Echo/Unary")
+    for _ in range(3):
+        await unary(b"hello", timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await unary(b"missing", timeout=5)
+    assert calls_counted("OK") == ok + 3 and calls_counted("NOT_FOUND") == not_found + 1
+    assert len(set(SEEN_REQUEST_IDS)) == 4
+
+
+async def test_unknown_methods_stay_unimplemented(channel: grpc.aio.Channel) -> None:
+    for _ in range(2):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary("/test.Echo/Nope")(b"x", timeout=5)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

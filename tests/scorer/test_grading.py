@@ -88,3 +88,19 @@ def test_format_value_writes_arrays_like_excel() -> None:
     assert grading.format_value([[1.0]]) == "1"
     assert grading.format_value([["East"], ["West"]]) == "{East;West}"
     assert grading.format_value([[True, None]]) == "{TRUE,(empty)}"
+
+
+def test_grades_from_a_kept_sheet_equal_grading_from_scratch(formula_item: common_pb2.ScoringItem) -> None:
+    batch = answers('=SUMIFS(C2:C5,A2:A5,"East")', "=SUM(C2:C5)", "=15", "=SUM(C2:")
+    sheet = grading.formula_sheet(formula_item)
+    kept = grading.prepare(formula_item, batch, sheet.grade_many([a.text for a in batch]))
+    fresh = grading.prepare(formula_item, batch)
+    assert [(p.answer_id, list(p.features), p.criteria, p.evidence, p.feedback) for p in kept] == [
+        (p.answer_id, list(p.features), p.criteria, p.evidence, p.feedback) for p in fresh  # type: ignore[arg-type]
+    ]
+
+
+def test_a_sheet_with_a_broken_reference_is_the_callers_error(formula_item: common_pb2.ScoringItem) -> None:
+    formula_item.formula.reference_formula = "=SUM(C2:C5"
+    with pytest.raises(InvalidArgument, match="sumifs-east"):
+        grading.formula_sheet(formula_item)

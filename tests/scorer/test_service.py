@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -74,6 +75,23 @@ async def test_stream_answers_each_batch_in_order(
     values = [r.score.value for r in replies[0].results]
     assert values[0] > 0.9 and values[1] < 0.3 and values[2] > 0.9
     assert replies[1].results[0].score.provenance.backend == "rule"
+
+
+async def test_a_repeated_formula_is_graded_once_and_scores_the_same(
+    scorer: scorer_pb2_grpc.ScorerStub, formula_item: common_pb2.ScoringItem
+) -> None:
+    def hits() -> float:
+        return REGISTRY.get_sample_value("xli_scorer_cache_lookups_total", {"cache": "formula", "result": "hit"}) or 0.0
+
+    formula_item.item_id = "repeated-formula"  # an item no other test grades
+    before = hits()
+    first, again = [
+        await scorer.Score(scorer_pb2.ScoreRequest(item=formula_item, answer=answer("=C2+C4", answer_id)))
+        for answer_id in ("first", "again")
+    ]
+    assert hits() == before + 1
+    assert (first.answer_id, again.answer_id) == ("first", "again")
+    assert first.score == again.score
 
 
 @pytest.mark.parametrize(

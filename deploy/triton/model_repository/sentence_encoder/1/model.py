@@ -18,22 +18,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 # The stub runs the project's virtual environment, where the project is installed.
-from scorer.minilm import (
-    EMBEDDING_DIM,
-    ONNX_FILE,
-    ONNX_PACKAGE,
-    ONNX_SHA256,
-    TOKENIZER_FILE,
-    TOKENIZER_PACKAGE,
-    TOKENIZER_SHA256,
-    embed_runs,
-    package_file,
-)
+from scorer.minilm import MAX_SEQ_LENGTH, embed, open_session, open_tokenizer
 from scorer.triton_backend import parameter, rejected
-
-# Rows per onnxruntime run. Texts are sorted by length first, so each run pads only
-# to the longest of similar-length texts instead of the longest of the whole batch.
-RUN_ROWS = 32
 
 
 class TritonPythonModel:
@@ -46,24 +32,11 @@ class TritonPythonModel:
             args: Triton model arguments; ``model_config`` holds the parameters
                 ``intra_op_threads`` and ``max_seq_length``.
         """
-        # Imported here so a missing package fails this model's load with a clear message.
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
         threads = int(parameter(args, "intra_op_threads", "1"))
-        max_len = int(parameter(args, "max_seq_length", "256"))
-
-        onnx_path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
-        tokenizer_path = package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        # tokenizer.json pads every text to 128 tokens; pad to the longest text of a run instead.
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_len)
+        max_len = int(parameter(args, "max_seq_length", str(MAX_SEQ_LENGTH)))
+        # Both check the pinned sha256 of their file; a missing package fails this model's load.
+        self.session = open_session(threads)
+        self.tokenizer = open_tokenizer(max_len)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embeds texts.
@@ -74,11 +47,7 @@ class TritonPythonModel:
         Returns:
             ``float32`` array ``(len(texts), 384)`` of unit-length rows.
         """
-        encodings = self.tokenizer.encode_batch(texts)
-        out = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        for rows, _, _, pooled in embed_runs(self.session, encodings, RUN_ROWS):
-            out[rows] = pooled
-        return out
+        return embed(self.session, self.tokenizer, texts)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """Embeds every text of a dynamically batched list of requests.
