@@ -41,8 +41,9 @@ class ScorerSettings(ServiceSettings):
         judge_tolerance: Largest judge/model disagreement (on the 0..1 score) that is averaged;
             beyond it the lower score is kept and the answer goes to review.
         judge_max_concurrent: Judge conversations running at once (the rest wait their turn).
-        text_model_name: Trained free-text model in the Triton repository (``answer_scorer_text``);
-            empty scores free text with ``model_name``'s hand-set weights, labelled a heuristic.
+        text_model_name: Trained free-text model in the Triton repository
+            (``XLI_TEXT_MODEL_NAME``, default ``answer_scorer_text``); empty scores free text
+            with ``model_name``'s hand-set weights instead, labelled a heuristic.
         text_features_name: The model that computes ``text_model_name``'s feature rows.
         text_features_deadline_s: Deadline of one ``text_features`` request (it runs MiniLM).
         review_confidence: Scores whose confidence is below this are flagged ``needs_review``.
@@ -77,7 +78,7 @@ class ScorerSettings(ServiceSettings):
     judge_enabled: bool = True
     judge_tolerance: float = 0.2
     judge_max_concurrent: int = 8
-    text_model_name: str = ""
+    text_model_name: str = "answer_scorer_text"
     text_features_name: str = "text_features"
     text_features_deadline_s: float = 10.0
     review_confidence: float = Field(0.5, ge=0.0, le=1.0)

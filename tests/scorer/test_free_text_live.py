@@ -45,14 +45,22 @@ async def _stub(triton: TritonServer, **overrides: Any) -> AsyncIterator[scorer_
 
 @pytest.fixture
 async def plain(triton: TritonServer) -> AsyncIterator[scorer_pb2_grpc.ScorerStub]:
-    async for stub in _stub(triton, review_confidence=0.5):
+    """The hand-set scorer for free text (``XLI_TEXT_MODEL_NAME`` empty), no judge. The
+    trained model, the product default, has its own tests at the end of this module."""
+    async for stub in _stub(triton, review_confidence=0.5, text_model_name=""):
         yield stub
 
 
 @pytest.fixture
 async def judged(triton: TritonServer, fake_llm: FakeServer) -> AsyncIterator[scorer_pb2_grpc.ScorerStub]:
+    """``plain`` plus the fake LLM judge, so the two differ only by the judge."""
     async for stub in _stub(
-        triton, judge_base_url=fake_llm.url, judge_model="fake-judge", judge_timeout_s=1.0, review_confidence=0.5
+        triton,
+        judge_base_url=fake_llm.url,
+        judge_model="fake-judge",
+        judge_timeout_s=1.0,
+        review_confidence=0.5,
+        text_model_name="",
     ):
         yield stub
 
