@@ -11,14 +11,21 @@
 //! evaluations the whole model is reloaded so that nothing IronCalc keeps
 //! between evaluations (LET/LAMBDA bookkeeping) can grow without bound.
 //!
+//! A question evaluates each candidate on five sheets of the same layout.
+//! IronCalc parses a formula when it is written into a cell; the parse of the
+//! first sheet ([`Installed`]) is written into the others as it is, so each
+//! formula is parsed by the engine once (and once more by the strict check).
+//!
 //! Time is fixed: IronCalc is built with its `mock_time` feature and
 //! [`FIXED_NOW_MS`] is set before every evaluation, so NOW() and TODAY()
 //! give the same answer on every run.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ironcalc_base::cell::CellValue;
-use ironcalc_base::types::{Cell as IcCell, Worksheet};
+use ironcalc_base::expressions::parser::static_analysis::StaticResult;
+use ironcalc_base::expressions::parser::Node;
+use ironcalc_base::types::{ArrayKind, Cell as IcCell, Worksheet};
 use ironcalc_base::Model;
 
 use crate::error::CoreErr;
@@ -72,6 +79,84 @@ impl Live {
     }
 }
 
+/// A formula as IronCalc wrote it into the evaluation cell of one model:
+/// enough to write it into another model of the same layout without parsing
+/// it again.
+///
+/// `Model::update_cell_with_formula` parses the text in the context of the
+/// cell, adds the parse and its R1C1 text to the sheet's shared formulas and
+/// writes a formula cell pointing at them: a dynamic-array anchor when its
+/// static analysis cannot prove a scalar, a plain formula cell otherwise.
+/// Every model of a question has the same sheets (names, order) and no
+/// defined names, so the parse is the same in each, and writing these
+/// pieces back is what the call would have done.
+#[derive(Clone, Debug)]
+pub struct Installed {
+    node: Arc<Node>,
+    text: String,
+    dynamic: bool,
+    style: i32,
+}
+
+impl Installed {
+    /// What the last `update_cell_with_formula` wrote at the evaluation cell.
+    fn capture(model: &Model, sheet: u32) -> Option<Installed> {
+        let worksheet = model.workbook.worksheets.get(sheet as usize)?;
+        let (f, style, dynamic) = match worksheet.cell(EVAL_ROW, EVAL_COLUMN).as_deref()? {
+            IcCell::CellFormula { f, s, .. } => (*f, *s, false),
+            IcCell::ArrayFormula {
+                f,
+                s,
+                r: (1, 1),
+                kind: ArrayKind::Dynamic,
+                ..
+            } => (*f, *s, true),
+            _ => return None,
+        };
+        let index = usize::try_from(f).ok()?;
+        Some(Installed {
+            node: Arc::clone(&model.parsed_formulas.get(sheet as usize)?.get(index)?.0),
+            text: worksheet.shared_formulas.get(index)?.clone(),
+            dynamic,
+            style,
+        })
+    }
+
+    /// Writes the formula into the evaluation cell of `model`. False (and
+    /// nothing written) when the sheet's formula lists are not in step, which
+    /// a freshly restored sheet always is.
+    fn write(&self, model: &mut Model, sheet: u32) -> bool {
+        let index = sheet as usize;
+        let (Some(worksheet), Some(parsed)) = (
+            model.workbook.worksheets.get_mut(index),
+            model.parsed_formulas.get_mut(index),
+        ) else {
+            return false;
+        };
+        if parsed.len() != worksheet.shared_formulas.len() {
+            return false;
+        }
+        let Ok(f) = i32::try_from(parsed.len()) else {
+            return false;
+        };
+        // Only the kind of the static result is ever read (when the cell is
+        // written), and the cell kind below already says it.
+        let analysis = if self.dynamic {
+            StaticResult::Unknown
+        } else {
+            StaticResult::Scalar
+        };
+        parsed.push((Arc::clone(&self.node), analysis));
+        worksheet.shared_formulas.push(self.text.clone());
+        let written = if self.dynamic {
+            worksheet.set_cell_with_dynamic_formula(EVAL_ROW, EVAL_COLUMN, f, self.style, 1, 1)
+        } else {
+            worksheet.set_cell_with_formula(EVAL_ROW, EVAL_COLUMN, f, self.style)
+        };
+        written.is_ok()
+    }
+}
+
 /// A sheet laid out from A1, ready to evaluate formulas on.
 ///
 /// Evaluations of one `PreparedSheet` are serialized (one live model);
@@ -89,8 +174,7 @@ impl PreparedSheet {
     /// limits or a non-finite number.
     pub fn new(rows: &[Vec<Value>]) -> Result<Self, CoreErr> {
         validate_sheet(rows)?;
-        let mut model =
-            Model::new_empty("sheet", "en", "UTC", "en").map_err(CoreErr::Internal)?;
+        let mut model = Model::new_empty("sheet", "en", "UTC", "en").map_err(CoreErr::Internal)?;
         for (r, row) in rows.iter().enumerate() {
             for (c, value) in row.iter().enumerate() {
                 let (r1, c1) = (r as i32 + 1, c as i32 + 1);
@@ -130,14 +214,31 @@ impl PreparedSheet {
         live.dirty = true;
         ironcalc_base::mock_time::set_mock_time(FIXED_NOW_MS);
         let sheet = if formula.same_sheet { DATA } else { EVAL };
-        let result = live
-            .model
-            .update_cell_with_formula(sheet, EVAL_ROW, EVAL_COLUMN, format!("={}", formula.eval_body))
-            .map_err(CoreErr::Internal)
-            .and_then(|()| {
-                live.model.evaluate();
-                read_result(&live.model, sheet)
-            });
+        let reused = formula
+            .installed
+            .get()
+            .is_some_and(|installed| installed.write(&mut live.model, sheet));
+        let written = if reused {
+            Ok(())
+        } else {
+            let written = live.model.update_cell_with_formula(
+                sheet,
+                EVAL_ROW,
+                EVAL_COLUMN,
+                format!("={}", formula.eval_body),
+            );
+            if written.is_ok() && formula.installed.get().is_none() {
+                if let Some(installed) = Installed::capture(&live.model, sheet) {
+                    // Another thread may have set it first: the same parse.
+                    let _ = formula.installed.set(installed);
+                }
+            }
+            written
+        };
+        let result = written.map_err(CoreErr::Internal).and_then(|()| {
+            live.model.evaluate();
+            read_result(&live.model, sheet)
+        });
         live.restore(sheet);
         live.dirty = false;
         result

@@ -172,6 +172,9 @@ pub struct CheckedFormula {
     /// Handles errors: IFERROR, IFNA, ISERROR..., or the if-not-found argument
     /// of XLOOKUP / the if-empty argument of FILTER.
     pub error_handling: bool,
+    /// The engine's parse of [`CheckedFormula::eval_body`], kept by the first
+    /// evaluation so that the other sheets of a question reuse it.
+    pub(crate) installed: std::sync::OnceLock<crate::engine::Installed>,
 }
 
 /// Strips whitespace and one leading `=`; returns the body and its char offset
@@ -264,6 +267,7 @@ pub fn check_formula(input: &str) -> Result<CheckedFormula, CoreErr> {
         same_sheet,
         volatile,
         error_handling,
+        installed: std::sync::OnceLock::new(),
     })
 }
 

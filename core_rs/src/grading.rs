@@ -71,7 +71,7 @@ pub struct Grade {
 
 /// What a candidate is compared with.
 enum Expected {
-    Formula(CheckedFormula),
+    Formula(Box<CheckedFormula>),
     Values,
 }
 
@@ -140,7 +140,7 @@ impl Question {
             variants: variant_sheets,
             variant_rows,
             seed,
-            expected: Expected::Formula(formula),
+            expected: Expected::Formula(Box::new(formula)),
             expected_values,
         })
     }
@@ -243,7 +243,9 @@ impl Question {
         grade.hardcoded_values = hardcoded_values(
             &formula.constants,
             &self.expected_values[0].values,
-            reference.map(|r| r.constants.as_slice()).unwrap_or_default(),
+            reference
+                .map(|r| r.constants.as_slice())
+                .unwrap_or_default(),
         );
         match guarded(|| self.sample.evaluate(&formula)) {
             Err(err) => grade.error = Some(format!("evaluation failed: {}", err.message())),
@@ -265,15 +267,16 @@ impl Question {
                 grade.hardcoded = grade.sample_match
                     && ((!formula.references_cells && reads_sheet)
                         || (!grade.hardcoded_values.is_empty() && !all_variants));
-                grade.equivalence_class = if reference.is_some_and(|r| r.normalized == formula.normalized) {
-                    class::IDENTICAL
-                } else if grade.values_match {
-                    class::EQUIVALENT
-                } else if grade.sample_match {
-                    class::SAMPLE_ONLY
-                } else {
-                    class::DIFFERENT
-                };
+                grade.equivalence_class =
+                    if reference.is_some_and(|r| r.normalized == formula.normalized) {
+                        class::IDENTICAL
+                    } else if grade.values_match {
+                        class::EQUIVALENT
+                    } else if grade.sample_match {
+                        class::SAMPLE_ONLY
+                    } else {
+                        class::DIFFERENT
+                    };
             }
         }
         grade.functions_used = formula.functions;
@@ -319,7 +322,225 @@ pub fn off_by_one(candidate: &[Reference], reference: &[Reference]) -> bool {
             && theirs.iter().any(|r| {
                 let rows_off = (c.0 - r.0).abs() + (c.2 - r.2).abs();
                 let columns_off = (c.1 - r.1).abs() + (c.3 - r.3).abs();
-                (c.1, c.3) == (r.1, r.3) && rows_off == 1 || (c.0, c.2) == (r.0, r.2) && columns_off == 1
+                (c.1, c.3) == (r.1, r.3) && rows_off == 1
+                    || (c.0, c.2) == (r.0, r.2) && columns_off == 1
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formula::check_formula;
+
+    /// Formulas of every kind the engine treats differently: scalars, spills,
+    /// INDIRECT (evaluated on the data sheet), LET/LAMBDA, seeded RAND, errors.
+    const KINDS: [&str; 14] = [
+        "=SUMPRODUCT((A2:A51=\"East\")*G2:G51)",
+        "=UNIQUE(A2:A51)",
+        "=SORT(D2:D51,,-1)",
+        "=A2:B4",
+        "=INDIRECT(\"D\"&3)+SUM(D:D)",
+        "=LET(x,SUM(D2:D51),y,LAMBDA(a,a*2),y(x))",
+        "=MAP(D2:D4,LAMBDA(v,v+1))",
+        "=RAND()+RANDBETWEEN(1,6)",
+        "=RANDARRAY(2,2)",
+        "=1/0",
+        "=XLOOKUP(\"X-133\",H2:H51,B2:B51,\"none\")",
+        "=FILTER(G2:G51,A2:A51=\"Nowhere\")",
+        "=NOW()",
+        "=TEXT(SUM(G2:G51),\"#,##0.00\")",
+    ];
+
+    /// The engine parse kept from the first sheet gives, on the other sheets,
+    /// exactly what writing the formula afresh gives.
+    #[test]
+    fn reused_parse_equals_a_fresh_one() {
+        let q = Question::with_reference(&perf::bench_sheet(), "=SUM(G2:G51)", Some(3), 4).unwrap();
+        assert_eq!(q.variants.len(), 4);
+        for text in KINDS.iter().chain(&perf::FORMULAS) {
+            let shared = check_formula(text).unwrap();
+            let first = q.sample.evaluate(&shared).unwrap();
+            assert!(shared.installed.get().is_some(), "{text}: nothing kept");
+            assert_eq!(
+                first,
+                q.sample.evaluate(&check_formula(text).unwrap()).unwrap(),
+                "{text}"
+            );
+            for sheet in &q.variants {
+                let fresh = sheet.evaluate(&check_formula(text).unwrap()).unwrap();
+                assert_eq!(sheet.evaluate(&shared).unwrap(), fresh, "{text}");
+            }
+            // And again on the first sheet, after the others.
+            assert_eq!(q.sample.evaluate(&shared).unwrap(), first, "{text}");
+        }
+    }
+}
+
+/// Micro-benchmarks for profiling (`cargo test --release -- --ignored --nocapture perf_`);
+/// they print timings and assert nothing about them.
+#[cfg(test)]
+mod perf {
+    use super::*;
+    use std::time::Instant;
+
+    fn n(x: f64) -> Value {
+        Value::Number(x)
+    }
+    fn t(s: &str) -> Value {
+        Value::Text(s.to_string())
+    }
+
+    /// The sheet of benchmarks/core_rs/bench_formulas.py.
+    pub(crate) fn bench_sheet() -> Vec<Vec<Value>> {
+        let regions = ["East", "West", "North", "South"];
+        let products = ["Apples", "Pears", "Kiwis", "Plums"];
+        let mut rows = vec![[
+            "Region", "Rep", "Product", "Units", "Price", "Date", "Sales", "Code",
+        ]
+        .iter()
+        .map(|s| t(s))
+        .collect::<Vec<_>>()];
+        for i in 0..50usize {
+            let units = (i * 7 % 23 + 1) as f64;
+            let price = [1.5, 2.25, 3.0, 0.75][i % 4];
+            rows.push(vec![
+                t(regions[i * 3 % 4]),
+                t(&format!("Rep{}", i % 7)),
+                t(products[i * 5 % 4]),
+                n(units),
+                n(price),
+                n(45292.0 + i as f64 * 3.0),
+                n((units * price * 100.0).round() / 100.0),
+                t(&format!("X-{}", 100 + i)),
+            ]);
+        }
+        let pairs = [
+            ("Product", "Category"),
+            ("Apples", "Fruit"),
+            ("Pears", "Fruit"),
+            ("Kiwis", "Exotic"),
+            ("Plums", "Stone"),
+        ];
+        for (r, (a, b)) in pairs.iter().enumerate() {
+            rows[r].extend([Value::Empty, t(a), t(b)]);
+        }
+        rows
+    }
+
+    pub(crate) const FORMULAS: [&str; 16] = [
+        "=SUMIFS(G2:G51,A2:A51,\"East\",C2:C51,\"Pears\")",
+        "=COUNTIFS(A2:A51,\"West\",D2:D51,\">10\")",
+        "=AVERAGEIF(C2:C51,\"Kiwis\",G2:G51)",
+        "=VLOOKUP(\"Kiwis\",J2:K5,2,FALSE)",
+        "=INDEX(G2:G51,MATCH(\"X-120\",H2:H51,0))",
+        "=XLOOKUP(\"X-133\",H2:H51,B2:B51,\"none\")",
+        "=IF(D7>15,\"high\",IF(D7>5,\"mid\",\"low\"))",
+        "=IFERROR(VLOOKUP(\"Mango\",J2:K5,2,FALSE),\"missing\")",
+        "=SUM(FILTER(G2:G51,A2:A51=\"North\"))",
+        "=COUNTA(UNIQUE(B2:B51))",
+        "=SUMPRODUCT((A2:A51=\"South\")*G2:G51)",
+        "=TEXT(SUM(G2:G51),\"#,##0.00\")",
+        "=ROUND(AVERAGE(G2:G51),2)",
+        "=COUNTIF(B2:B51,\"Rep?\")+SUMIF(C2:C51,\"P*\",D2:D51)",
+        "=MATCH(MAX(G2:G51),G2:G51,0)",
+        "=MAXIFS(G2:G51,A2:A51,\"East\")",
+    ];
+
+    fn time<T>(label: &str, n: usize, mut f: impl FnMut() -> T) {
+        for _ in 0..n / 10 {
+            std::hint::black_box(f());
+        }
+        let start = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(f());
+        }
+        println!(
+            "{label}: {:.2} µs",
+            start.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    }
+
+    /// Stack probe: grades one worst-shaped formula on a thread with
+    /// `H_STACK_KB` of stack (a too small stack aborts the process; run it
+    /// in a loop from a shell to find the least that suffices).
+    #[test]
+    #[ignore]
+    fn perf_stack_probe() {
+        let var = |name: &str| std::env::var(name).ok();
+        let (Some(kb), Some(len), Some(piece)) = (
+            var("H_STACK_KB").and_then(|v| v.parse::<usize>().ok()),
+            var("H_LEN").and_then(|v| v.parse::<usize>().ok()),
+            var("H_PIECE"),
+        ) else {
+            println!("set H_STACK_KB, H_LEN, H_PIECE (and H_TAIL) to probe");
+            return;
+        };
+        let tail = var("H_TAIL").unwrap_or_default();
+        let body = piece.repeat(len / piece.len().max(1)) + &tail;
+        let q = Question::with_reference(&bench_sheet(), "=SUM(G2:G51)", Some(1), 4).unwrap();
+        let g = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(kb * 1024)
+                .spawn_scoped(s, || q.grade(&body))
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+        println!("PROBE ok parses={} err={:?}", g.parses, g.error);
+    }
+
+    #[test]
+    #[ignore]
+    fn perf_formulas() {
+        let rows = bench_sheet();
+        let q = Question::with_reference(&rows, "=1", None, 0).unwrap();
+        let rounds = std::env::var("PERF_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2000);
+        if std::env::var("PERF_ONLY").as_deref() == Ok("evaluate") {
+            time("Question::evaluate x16", rounds, || {
+                FORMULAS
+                    .iter()
+                    .map(|f| q.evaluate(f).unwrap().shape.0)
+                    .sum::<usize>()
+            });
+            return;
+        }
+        if std::env::var("PERF_ONLY").as_deref() == Ok("grade") {
+            let q4 = Question::with_reference(&rows, "=SUMIFS(G2:G51,A2:A51,\"East\")", Some(1), 4)
+                .unwrap();
+            time("full grade (sample + 4)", rounds * 4, || {
+                q4.grade("=SUMPRODUCT((A2:A51=\"East\")*G2:G51)")
+                    .values_match
+            });
+            return;
+        }
+        time("check_formula x16", rounds, || {
+            FORMULAS
+                .iter()
+                .map(|f| check_formula(f).unwrap().nesting_depth)
+                .sum::<usize>()
+        });
+        let checked: Vec<_> = FORMULAS.iter().map(|f| check_formula(f).unwrap()).collect();
+        time("evaluate x16 (checked)", rounds, || {
+            checked
+                .iter()
+                .map(|f| q.sample.evaluate(f).unwrap().shape.0)
+                .sum::<usize>()
+        });
+        time("grade x16 (no variants)", rounds, || {
+            FORMULAS
+                .iter()
+                .map(|f| q.grade(f).parses as usize)
+                .sum::<usize>()
+        });
+        let q4 =
+            Question::with_reference(&rows, "=SUMIFS(G2:G51,A2:A51,\"East\")", Some(1), 4).unwrap();
+        time("full grade (sample + 4)", rounds * 4, || {
+            q4.grade("=SUMPRODUCT((A2:A51=\"East\")*G2:G51)")
+                .values_match
+        });
+    }
 }

@@ -93,14 +93,44 @@ mod bindings {
         format!("internal error in core_rs: {detail}")
     }
 
-    /// Runs `work` without the GIL on a thread with a large stack; a panic
-    /// becomes [`CoreErr::Internal`].
-    fn run_engine<T, F>(py: Python<'_>, work: F) -> Result<T, CoreErr>
+    /// Longest formula (bytes) that may run on the caller's own thread.
+    ///
+    /// Handing a job to an engine thread and waiting for it costs a wake-up
+    /// and two context switches each way, as much as grading a short formula.
+    /// How deep the engine recurses is bounded by the formula's length unless
+    /// it defines a LAMBDA (a lambda that is handed itself recurses as deep as
+    /// its data says). The worst shape measured, a chain of unary minus, needs
+    /// about 2 KB of stack a character in a release build (500 of them fit in
+    /// 1 MB), so a formula up to this length needs under 1 MB.
+    const INLINE_MAX_BYTES: usize = 256;
+    /// Stack the caller's thread must have left to run such a formula there:
+    /// several times the need above (a debug build has larger frames).
+    const INLINE_STACK_BYTES: usize = 4 * 1024 * 1024;
+
+    /// Whether `formula` can be worked on the calling thread (see
+    /// [`INLINE_MAX_BYTES`]); LAMBDA is looked for anywhere in the text, a
+    /// string literal included, which only sends more work to the engine threads.
+    fn fits_inline(formula: &str) -> bool {
+        formula.len() <= INLINE_MAX_BYTES
+            && !formula
+                .as_bytes()
+                .windows(6)
+                .any(|w| w.eq_ignore_ascii_case(b"LAMBDA"))
+    }
+
+    /// Runs `work` without the GIL: on the calling thread when `inline` (see
+    /// [`fits_inline`]) and its stack has room, otherwise on an engine thread
+    /// with a large stack. A panic becomes [`CoreErr::Internal`].
+    fn run_engine<T, F>(py: Python<'_>, inline: bool, work: F) -> Result<T, CoreErr>
     where
         T: Send,
         F: FnOnce() -> Result<T, CoreErr> + Send,
     {
         py.detach(|| {
+            if inline && stacker::remaining_stack().is_some_and(|left| left >= INLINE_STACK_BYTES) {
+                return catch_unwind(AssertUnwindSafe(work))
+                    .unwrap_or_else(|payload| Err(CoreErr::Internal(panic_message(payload.as_ref()))));
+            }
             // The long-lived engine threads; a thread of its own only if
             // none could be started.
             let mut work = Some(work);
@@ -415,7 +445,8 @@ mod bindings {
         formula: String,
     ) -> PyResult<Vec<Vec<Value>>> {
         let rows = extract_sheet(sheet)?;
-        run_engine(py, move || {
+        let inline = fits_inline(&formula);
+        run_engine(py, inline, move || {
             formula::evaluate(&rows, &formula).map(|e| e.values)
         })
         .map_err(|e| to_pyerr(py, e))
@@ -433,7 +464,8 @@ mod bindings {
         variants: usize,
     ) -> PyResult<FormulaGrade> {
         let rows = extract_sheet(sheet)?;
-        let mut grades = run_engine(py, move || {
+        let inline = fits_inline(&reference) && fits_inline(&candidate);
+        let mut grades = run_engine(py, inline, move || {
             formula::grade_all(&rows, &reference, &[candidate], variant_seed, variants)
         })
         .map_err(|e| to_pyerr(py, e))?;
@@ -456,7 +488,8 @@ mod bindings {
     ) -> PyResult<Vec<FormulaGrade>> {
         let rows = extract_sheet(sheet)?;
         let candidates = extract_strings(candidates, "candidates")?;
-        let grades = run_engine(py, move || {
+        let inline = fits_inline(&reference) && candidates.iter().all(|c| fits_inline(c));
+        let grades = run_engine(py, inline, move || {
             formula::grade_all(&rows, &reference, &candidates, variant_seed, variants)
         })
         .map_err(|e| to_pyerr(py, e))?;

@@ -9,8 +9,10 @@
 //! `reference`, `matches` -> `match`, `queries` -> `query`), except for Excel
 //! function names, so `SUMIFS` and `SUMIF` stay different.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::excel_names::EXCEL_FUNCTIONS;
 use crate::features;
@@ -20,12 +22,19 @@ use crate::features;
 pub struct Token {
     /// Lower-cased word.
     pub norm: String,
-    /// Comparison key: `norm` singularised (unless it is a function name).
-    pub key: String,
+    /// The comparison key when it differs from `norm` (see [`Token::key`]).
+    key: Option<String>,
     /// The word was written in upper case (and has at least one letter).
     pub upper: bool,
     /// The word is directly followed by `(` (spaces allowed), like a call.
     pub call: bool,
+}
+
+impl Token {
+    /// Comparison key: `norm` singularised (unless it is a function name).
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or(&self.norm)
+    }
 }
 
 /// A rubric criterion: a name, the terms (words or phrases) that show it, a weight.
@@ -111,43 +120,57 @@ fn is_joiner(c: char) -> bool {
     matches!(c, '\'' | '\u{2019}' | '.')
 }
 
+/// The char at byte `i` of `text` and its length in bytes.
+#[inline]
+fn char_at(text: &str, i: usize) -> Option<(char, usize)> {
+    let b = *text.as_bytes().get(i)?;
+    if b.is_ascii() {
+        return Some((b as char, 1));
+    }
+    text.get(i..)?.chars().next().map(|c| (c, c.len_utf8()))
+}
+
 /// Splits `text` into word tokens (see the module documentation).
 pub fn tokenize(text: &str) -> Vec<Token> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
+    let mut tokens = Vec::with_capacity(text.len() / 6 + 1);
     let mut i = 0;
-    while i < chars.len() {
+    while let Some((c, width)) = char_at(text, i) {
         // Skip to the start of a word ('$' directly before a word is dropped).
-        if !chars[i].is_alphanumeric() {
-            i += 1;
+        if !c.is_alphanumeric() {
+            i += width;
             continue;
         }
-        let mut raw = String::new();
-        while i < chars.len() {
-            let c = chars[i];
-            let next_alnum = chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        // One allocation for most words; the word is lower-cased in place below.
+        let mut norm = String::with_capacity(24);
+        let (mut ascii, mut has_letter, mut has_lower) = (true, false, false);
+        while let Some((c, width)) = char_at(text, i) {
+            let next_alnum = char_at(text, i + width).is_some_and(|(n, _)| n.is_alphanumeric());
             if c.is_alphanumeric() {
-                raw.push(c);
+                norm.push(c);
+                ascii &= c.is_ascii();
+                has_letter |= c.is_alphabetic();
+                has_lower |= c.is_lowercase();
             } else if c == '$' && next_alnum {
                 // `A$1` -> `A1`
             } else if is_joiner(c) && next_alnum {
                 if c == '.' {
-                    raw.push('.');
+                    norm.push('.');
                 }
             } else {
                 break;
             }
-            i += 1;
+            i += width;
         }
-        let mut j = i;
-        while j < chars.len() && chars[j].is_whitespace() {
-            j += 1;
-        }
-        let call = chars.get(j) == Some(&'(');
-        let has_letter = raw.chars().any(char::is_alphabetic);
-        let upper = has_letter && !raw.chars().any(char::is_lowercase);
-        let norm = raw.to_lowercase();
-        let key = key_of(&norm);
+        let call = text[i..].trim_start().starts_with('(');
+        let upper = has_letter && !has_lower;
+        // `str::to_lowercase` knows context (a final sigma); ASCII needs none.
+        let norm = if ascii {
+            norm.make_ascii_lowercase();
+            norm
+        } else {
+            norm.to_lowercase()
+        };
+        let key = singular(&norm);
         tokens.push(Token {
             norm,
             key,
@@ -158,28 +181,31 @@ pub fn tokenize(text: &str) -> Vec<Token> {
     tokens
 }
 
-fn function_set() -> &'static HashSet<String> {
-    static SET: OnceLock<HashSet<String>> = OnceLock::new();
+fn function_set() -> &'static FxHashSet<String> {
+    static SET: OnceLock<FxHashSet<String>> = OnceLock::new();
     SET.get_or_init(|| EXCEL_FUNCTIONS.iter().map(|f| f.to_lowercase()).collect())
 }
 
-fn stopword_set() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+fn stopword_set() -> &'static FxHashSet<&'static str> {
+    static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
     SET.get_or_init(|| STOPWORDS.iter().copied().collect())
 }
 
-fn ambiguous_set() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+fn ambiguous_set() -> &'static FxHashSet<&'static str> {
+    static SET: OnceLock<FxHashSet<&'static str>> = OnceLock::new();
     SET.get_or_init(|| AMBIGUOUS_FUNCTIONS.iter().copied().collect())
 }
 
 /// Concept phrases as key sequences, indexed by their first key, longest first.
-fn concept_index() -> &'static HashMap<String, Vec<Vec<String>>> {
-    static INDEX: OnceLock<HashMap<String, Vec<Vec<String>>>> = OnceLock::new();
+fn concept_index() -> &'static FxHashMap<String, Vec<Vec<String>>> {
+    static INDEX: OnceLock<FxHashMap<String, Vec<Vec<String>>>> = OnceLock::new();
     INDEX.get_or_init(|| {
-        let mut index: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+        let mut index: FxHashMap<String, Vec<Vec<String>>> = FxHashMap::default();
         for phrase in CONCEPTS {
-            let keys: Vec<String> = tokenize(phrase).into_iter().map(|t| t.key).collect();
+            let keys: Vec<String> = tokenize(phrase)
+                .iter()
+                .map(|t| t.key().to_string())
+                .collect();
             if let Some(first) = keys.first() {
                 index.entry(first.clone()).or_default().push(keys);
             }
@@ -195,12 +221,34 @@ fn concept_index() -> &'static HashMap<String, Vec<Vec<String>>> {
 /// Removes a simple English plural ending; leaves function names, words with
 /// digits and short words alone.
 pub fn key_of(norm: &str) -> String {
-    if function_set().contains(norm) || !norm.chars().all(char::is_alphabetic) {
-        return norm.to_string();
+    singular(norm).unwrap_or_else(|| norm.to_string())
+}
+
+/// [`key_of`] when it differs from `norm`.
+fn singular(norm: &str) -> Option<String> {
+    let (keep, y) = singular_len(norm)?;
+    // Only a word that would change needs the (slower) function-name check.
+    if function_set().contains(norm) {
+        return None;
+    }
+    let mut key = String::with_capacity(keep + 1);
+    key.push_str(&norm[..keep]);
+    if y {
+        key.push('y');
+    }
+    Some(key)
+}
+
+/// How a plural ending changes `norm`: the byte length of the prefix kept
+/// and whether a `y` follows it; None when it stays as it is.
+fn singular_len(norm: &str) -> Option<(usize, bool)> {
+    if !norm.chars().all(char::is_alphabetic) {
+        return None;
     }
     let n = norm.chars().count();
+    let len = norm.len();
     if n > 4 && norm.ends_with("ies") {
-        return format!("{}y", &norm[..norm.len() - 3]);
+        return Some((len - 3, true));
     }
     if n > 4
         && (norm.ends_with("sses")
@@ -209,7 +257,7 @@ pub fn key_of(norm: &str) -> String {
             || norm.ends_with("shes")
             || norm.ends_with("zes"))
     {
-        return norm[..norm.len() - 2].to_string();
+        return Some((len - 2, false));
     }
     if n > 3
         && norm.ends_with('s')
@@ -217,9 +265,9 @@ pub fn key_of(norm: &str) -> String {
         && !norm.ends_with("us")
         && !norm.ends_with("is")
     {
-        return norm[..norm.len() - 1].to_string();
+        return Some((len - 1, false));
     }
-    norm.to_string()
+    None
 }
 
 /// A cell address such as `a1` or `xfd1048576` (after `$` removal).
@@ -241,7 +289,7 @@ pub fn excel_vocab(tokens: &[Token]) -> usize {
     let mut count = 0;
     let mut i = 0;
     while i < tokens.len() {
-        let phrase_len = index.get(&tokens[i].key).and_then(|phrases| {
+        let phrase_len = index.get(tokens[i].key()).and_then(|phrases| {
             phrases
                 .iter()
                 .find(|p| starts_with_keys(&tokens[i..], p))
@@ -267,7 +315,7 @@ pub fn excel_vocab(tokens: &[Token]) -> usize {
 }
 
 fn starts_with_keys(tokens: &[Token], keys: &[String]) -> bool {
-    tokens.len() >= keys.len() && tokens.iter().zip(keys).all(|(t, k)| &t.key == k)
+    tokens.len() >= keys.len() && tokens.iter().zip(keys).all(|(t, k)| t.key() == k)
 }
 
 fn contains_keys(tokens: &[Token], keys: &[String]) -> bool {
@@ -292,12 +340,12 @@ impl Prepared {
             .iter()
             .map(|r| {
                 let tokens = tokenize(r);
-                let mut seen = HashSet::new();
+                let mut seen = FxHashSet::default();
                 let content: Vec<String> = tokens
                     .iter()
                     .filter(|t| !stop.contains(t.norm.as_str()))
-                    .filter(|t| seen.insert(t.key.clone()))
-                    .map(|t| t.key.clone())
+                    .filter(|t| seen.insert(t.key()))
+                    .map(|t| t.key().to_string())
                     .collect();
                 (tokens.len(), content)
             })
@@ -314,7 +362,7 @@ impl Prepared {
                     .terms
                     .iter()
                     .map(|term| {
-                        let keys = tokenize(term).into_iter().map(|t| t.key).collect();
+                        let keys = tokenize(term).iter().map(|t| t.key().to_string()).collect();
                         (term.clone(), keys)
                     })
                     .collect();
@@ -361,7 +409,8 @@ impl Prepared {
         };
 
         // Best reference by recall; its length sets the length ratio.
-        let answer_keys: HashSet<&str> = tokens.iter().map(|t| t.key.as_str()).collect();
+        let mut answer_keys = FxHashSet::with_capacity_and_hasher(tokens.len(), Default::default());
+        answer_keys.extend(tokens.iter().map(Token::key));
         let mut best: Option<(f64, usize)> = None;
         for (len, content) in &self.references {
             if content.is_empty() {
@@ -398,9 +447,82 @@ impl Prepared {
     }
 }
 
+/// How many prepared reference/criteria sets [`prepared`] keeps.
+const PREPARED_CACHE: usize = 32;
+
+/// What [`Prepared::new`] is a function of, kept to tell cache entries apart
+/// exactly (the hash only finds candidates). Criterion names are left out:
+/// they change nothing.
+#[derive(PartialEq)]
+struct PreparedKey {
+    references: Vec<String>,
+    /// Per criterion: its terms and the bits of its weight.
+    criteria: Vec<(Vec<String>, u64)>,
+}
+
+impl PreparedKey {
+    fn matches(&self, references: &[String], criteria: &[Criterion]) -> bool {
+        self.references == references
+            && self.criteria.len() == criteria.len()
+            && self
+                .criteria
+                .iter()
+                .zip(criteria)
+                .all(|((terms, weight), c)| *weight == c.weight.to_bits() && *terms == c.terms)
+    }
+}
+
+type CacheEntry = (u64, PreparedKey, Arc<Prepared>);
+
+fn key_hash(references: &[String], criteria: &[Criterion]) -> u64 {
+    let mut h = FxHasher::default();
+    references.hash(&mut h);
+    for c in criteria {
+        c.terms.hash(&mut h);
+        c.weight.to_bits().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The prepared form of `references` and `criteria`, from a small
+/// most-recently-used cache: the scorer sends the same question's rubric with
+/// every answer, and preparing it costs more than scoring an answer.
+pub fn prepared(references: &[String], criteria: &[Criterion]) -> Arc<Prepared> {
+    static CACHE: Mutex<Vec<CacheEntry>> = Mutex::new(Vec::new());
+    let hash = key_hash(references, criteria);
+    {
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = cache
+            .iter()
+            .position(|(h, k, _)| *h == hash && k.matches(references, criteria))
+        {
+            let entry = cache.remove(i);
+            let found = Arc::clone(&entry.2);
+            cache.push(entry);
+            return found;
+        }
+    }
+    // Prepared outside the lock: two threads may both prepare the same
+    // rubric, which costs time but changes no result.
+    let fresh = Arc::new(Prepared::new(references, criteria));
+    let key = PreparedKey {
+        references: references.to_vec(),
+        criteria: criteria
+            .iter()
+            .map(|c| (c.terms.clone(), c.weight.to_bits()))
+            .collect(),
+    };
+    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= PREPARED_CACHE {
+        cache.remove(0);
+    }
+    cache.push((hash, key, Arc::clone(&fresh)));
+    fresh
+}
+
 /// Features of one answer.
 pub fn text_features(answer: &str, references: &[String], criteria: &[Criterion]) -> TextFeatures {
-    Prepared::new(references, criteria).score(answer)
+    prepared(references, criteria).score(answer)
 }
 
 /// Features of many answers against the same references and criteria.
@@ -409,7 +531,7 @@ pub fn text_features_batch(
     references: &[String],
     criteria: &[Criterion],
 ) -> Vec<TextFeatures> {
-    let prepared = Prepared::new(references, criteria);
+    let prepared = prepared(references, criteria);
     answers.iter().map(|a| prepared.score(a)).collect()
 }
 
@@ -530,6 +652,163 @@ mod tests {
         assert_eq!(count("vlookups and xlookup"), 2);
     }
 
+    /// The tokenizer and plural keys as first written (a char vector and
+    /// per-token strings), kept as the oracle of the faster ones.
+    pub(crate) mod oracle {
+        use super::super::{function_set, is_joiner};
+
+        pub fn key_of(norm: &str) -> String {
+            if function_set().contains(norm) || !norm.chars().all(char::is_alphabetic) {
+                return norm.to_string();
+            }
+            let n = norm.chars().count();
+            if n > 4 && norm.ends_with("ies") {
+                return format!("{}y", &norm[..norm.len() - 3]);
+            }
+            let es = ["sses", "xes", "ches", "shes", "zes"];
+            if n > 4 && es.iter().any(|e| norm.ends_with(e)) {
+                return norm[..norm.len() - 2].to_string();
+            }
+            let kept = ["ss", "us", "is"];
+            if n > 3 && norm.ends_with('s') && !kept.iter().any(|e| norm.ends_with(e)) {
+                return norm[..norm.len() - 1].to_string();
+            }
+            norm.to_string()
+        }
+
+        /// (norm, key, upper, call) per token.
+        pub fn tokenize(text: &str) -> Vec<(String, String, bool, bool)> {
+            let chars: Vec<char> = text.chars().collect();
+            let mut tokens = Vec::new();
+            let mut i = 0;
+            while i < chars.len() {
+                if !chars[i].is_alphanumeric() {
+                    i += 1;
+                    continue;
+                }
+                let mut raw = String::new();
+                while i < chars.len() {
+                    let c = chars[i];
+                    let next_alnum = chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+                    if c.is_alphanumeric() {
+                        raw.push(c);
+                    } else if c == '$' && next_alnum {
+                    } else if is_joiner(c) && next_alnum {
+                        if c == '.' {
+                            raw.push('.');
+                        }
+                    } else {
+                        break;
+                    }
+                    i += 1;
+                }
+                let mut j = i;
+                while j < chars.len() && chars[j].is_whitespace() {
+                    j += 1;
+                }
+                let call = chars.get(j) == Some(&'(');
+                let has_letter = raw.chars().any(char::is_alphabetic);
+                let upper = has_letter && !raw.chars().any(char::is_lowercase);
+                let norm = raw.to_lowercase();
+                let key = key_of(&norm);
+                tokens.push((norm, key, upper, call));
+            }
+            tokens
+        }
+    }
+
+    fn as_tuples(tokens: Vec<Token>) -> Vec<(String, String, bool, bool)> {
+        tokens
+            .into_iter()
+            .map(|t| (t.key().to_string(), t.norm, t.upper, t.call))
+            .map(|(k, n, u, c)| (n, k, u, c))
+            .collect()
+    }
+
+    #[test]
+    fn tokenizer_equals_oracle_on_examples() {
+        let texts = [
+            "Use $A$1, don't use NORM.DIST(x). Écrire ÉTÉ!",
+            "ΟΔΟΣ ΣΟΦΟΣ Σ σ ς — İstanbul ǅemal ﬁle ß STRASSE",
+            "queries matches classes status sumifs countifs SUMIFS( references  (",
+            "A$1$ $$B$2 ..a.b. it's ’tis x'y O’Neil 3.14 1e5 $5 a.( b (",
+            "",
+            "     ",
+            "VLOOKUP (A2, B:C) if( IF (x) iF  \n\t(",
+        ];
+        for text in texts {
+            assert_eq!(
+                as_tuples(tokenize(text)),
+                oracle::tokenize(text),
+                "{text:?}"
+            );
+        }
+        for word in [
+            "references",
+            "matches",
+            "queries",
+            "classes",
+            "status",
+            "sumifs",
+            "a1s",
+            "ties",
+            "box",
+            "boxes",
+            "days",
+            "ıes",
+            "çiçekes",
+        ] {
+            assert_eq!(key_of(word), oracle::key_of(word), "{word}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tokenizer_equals_oracle(text in "(?s).{0,80}", pieces in proptest::collection::vec(
+            proptest::sample::select(&[
+                "$", ".", "'", "\u{2019}", "(", " ", "\t", "A", "a", "1", "s", "ies", "es", "É", "é",
+                "Σ", "ς", "İ", "ß", "ǅ", "SUMIFS", "Match", "-", "_", "\u{0}",
+            ][..]),
+            0..30,
+        )) {
+            let soup = pieces.concat();
+            proptest::prop_assert_eq!(as_tuples(tokenize(&text)), oracle::tokenize(&text));
+            proptest::prop_assert_eq!(as_tuples(tokenize(&soup)), oracle::tokenize(&soup));
+        }
+    }
+
+    #[test]
+    fn cached_preparation_equals_fresh() {
+        let answers = [
+            "Press F4 for an absolute reference like $A$1; a pivot table summarises.",
+            "absolute references",
+            "",
+        ];
+        // More rubrics than the cache holds, each asked twice, so entries are
+        // hit, evicted and prepared again; weights and terms differ slightly
+        // between rubrics, so a wrong hit would show.
+        let rubrics: Vec<(Vec<String>, Vec<Criterion>)> = (0..PREPARED_CACHE + 5)
+            .map(|i| {
+                let refs = vec![format!("An absolute reference stays fixed {}", i % 3)];
+                let criteria = vec![
+                    crit("abs", &["absolute reference", "$"], (i % 4) as f64),
+                    crit("f4", &[["F4", "pivot table"][i % 2]], 1.0),
+                ];
+                (refs, criteria)
+            })
+            .collect();
+        for _ in 0..2 {
+            for (refs, criteria) in &rubrics {
+                let fresh = Prepared::new(refs, criteria);
+                for a in answers {
+                    assert_eq!(text_features(a, refs, criteria), fresh.score(a));
+                }
+                let batch = text_features_batch(&answers.map(String::from), refs, criteria);
+                assert_eq!(batch, answers.map(|a| fresh.score(a)).to_vec());
+            }
+        }
+    }
+
     #[test]
     fn batch_equals_single() {
         let refs = vec!["Absolute references keep $A$1 fixed".to_string()];
@@ -539,5 +818,65 @@ mod tests {
         for (a, b) in answers.iter().zip(&batch) {
             assert_eq!(&text_features(a, &refs, &criteria), b);
         }
+    }
+}
+
+/// Micro-benchmark for profiling (`cargo test --release -- --ignored --nocapture perf_`);
+/// prints timings, asserts nothing about them.
+#[cfg(test)]
+mod perf {
+    use super::*;
+    use std::time::Instant;
+
+    pub(crate) const ANSWER: &str = "A relative reference such as A1 changes when the formula is copied to another cell, because Excel \
+        stores it as an offset from the formula. An absolute reference like $A$1 keeps pointing at the same \
+        cell wherever it is copied. Mixed references fix only the row or only the column, which is useful \
+        for multiplication tables and lookups across rows and columns of a price list in a sheet.";
+
+    #[test]
+    #[ignore]
+    fn perf_text() {
+        let answer: String = ANSWER
+            .split_whitespace()
+            .take(60)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let refs = vec![answer.clone()];
+        let crit = |n: &str, t: &[&str]| Criterion {
+            name: n.into(),
+            terms: t.iter().map(|s| s.to_string()).collect(),
+            weight: 1.0,
+        };
+        let criteria = vec![
+            crit("relative", &["relative", "changes"]),
+            crit("absolute", &["absolute", "dollar", "$"]),
+            crit("mixed", &["mixed"]),
+        ];
+        let rounds = 20000;
+        let time = |label: &str, f: &dyn Fn() -> usize| {
+            for _ in 0..rounds / 10 {
+                std::hint::black_box(f());
+            }
+            let start = Instant::now();
+            for _ in 0..rounds {
+                std::hint::black_box(f());
+            }
+            println!(
+                "{label}: {:.2} µs",
+                start.elapsed().as_secs_f64() * 1e6 / rounds as f64
+            );
+        };
+        time("tokenize (first version)", &|| {
+            super::tests::oracle::tokenize(&answer).len()
+        });
+        time("tokenize", &|| tokenize(&answer).len());
+        time("prepare", &|| {
+            Prepared::new(&refs, &criteria).references.len()
+        });
+        let p = Prepared::new(&refs, &criteria);
+        time("score", &|| p.score(&answer).token_count);
+        time("text_features", &|| {
+            text_features(&answer, &refs, &criteria).token_count
+        });
     }
 }

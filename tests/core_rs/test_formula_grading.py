@@ -176,3 +176,29 @@ def test_repeated_evaluations_do_not_leak_state() -> None:
     fresh = [evaluate_formula(SALES, f) for f in formulas]
     for _ in range(60):
         assert [sheet.evaluate(f) for f in formulas] == fresh
+
+
+def test_long_and_lambda_formulas_give_what_short_ones_give() -> None:
+    # Short formulas run on the calling thread; long ones and any with LAMBDA
+    # on the engine threads (large stacks). Padding a formula with spaces
+    # sends the same formula the other way: every field must agree.
+    prepared = PreparedSheet(SALES, SUMIFS_EAST, variant_seed=5)
+    for short in ['=SUMPRODUCT((A2:A9="East")*C2:C9)', "=UNIQUE(A2:A9)", "=SUM(C2:C9", "=48"]:
+        padded = short + " " * 300
+        assert prepared.grade(padded) == prepared.grade(short)
+        assert prepared.grade_many([short, padded]) == [prepared.grade(short)] * 2
+        assert grade_formula(SALES, SUMIFS_EAST, padded) == grade_formula(SALES, SUMIFS_EAST, short)
+    assert evaluate_formula(SALES, "=SUM(C2:C9)" + " " * 300) == evaluate_formula(SALES, "=SUM(C2:C9)")
+    via_lambda = prepared.grade('=LET(f,LAMBDA(r,SUMIFS(C2:C9,r,"East")),f(A2:A9))')
+    assert via_lambda.values_match and via_lambda.equivalence_class == "equivalent"
+
+
+def test_one_prepared_sheet_shared_by_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    prepared = PreparedSheet(SALES, SUMIFS_EAST, variant_seed=5)
+    candidates = ['=SUMIF(A2:A9,"East",C2:C9)', "=48", "=SUM(C2:C9", "=FILTER(C2:C9,A2:A9=\"East\")"] * 4
+    expected = [prepared.grade(c) for c in candidates]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(prepared.grade, candidates * 4))
+    assert results == expected * 4

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::{extract_sheet, extract_strings, py_bool, run_engine, to_pyerr, FormulaGrade};
+use super::{
+    extract_sheet, extract_strings, fits_inline, py_bool, run_engine, to_pyerr, FormulaGrade,
+};
 use crate::formula::{Reference, Value};
 use crate::grading::Question;
 
@@ -107,11 +109,11 @@ impl PyPreparedSheet {
         let expected = expected.map(extract_sheet).transpose()?;
         let has_reference = reference.is_some();
         let question = match (reference, expected) {
-            (Some(reference), None) => run_engine(py, move || {
+            (Some(reference), None) => run_engine(py, fits_inline(&reference), move || {
                 Question::with_reference(&rows, &reference, variant_seed, variants)
             }),
             (None, Some(expected)) => {
-                run_engine(py, move || Question::with_expected(&rows, expected))
+                run_engine(py, true, move || Question::with_expected(&rows, expected))
             }
             _ => {
                 return Err(PyValueError::new_err(
@@ -162,7 +164,8 @@ impl PyPreparedSheet {
     /// Grades one candidate formula.
     fn grade(&self, py: Python<'_>, candidate: String) -> PyResult<FormulaGrade> {
         let question = Arc::clone(&self.question);
-        run_engine(py, move || Ok(question.grade(&candidate)))
+        let inline = fits_inline(&candidate);
+        run_engine(py, inline, move || Ok(question.grade(&candidate)))
             .map(FormulaGrade::from)
             .map_err(|e| to_pyerr(py, e))
     }
@@ -175,7 +178,8 @@ impl PyPreparedSheet {
     ) -> PyResult<Vec<FormulaGrade>> {
         let candidates = extract_strings(candidates, "candidates")?;
         let question = Arc::clone(&self.question);
-        run_engine(py, move || {
+        let inline = candidates.iter().all(|c| fits_inline(c));
+        run_engine(py, inline, move || {
             Ok(candidates.iter().map(|c| question.grade(c)).collect::<Vec<_>>())
         })
         .map(|grades| grades.into_iter().map(FormulaGrade::from).collect())
@@ -185,7 +189,8 @@ impl PyPreparedSheet {
     /// Evaluates a formula on the sample sheet.
     fn evaluate(&self, py: Python<'_>, formula: String) -> PyResult<Vec<Vec<Value>>> {
         let question = Arc::clone(&self.question);
-        run_engine(py, move || question.evaluate(&formula).map(|e| e.values))
+        let inline = fits_inline(&formula);
+        run_engine(py, inline, move || question.evaluate(&formula).map(|e| e.values))
             .map_err(|e| to_pyerr(py, e))
     }
 
