@@ -81,8 +81,9 @@ def evaluate_formula(sheet: Sequence[Sequence[Cell]], formula: str) -> list[list
     Raises:
         FormulaSyntaxError: The formula does not parse (``.position`` is the
             char offset of the error in ``formula``).
-        LimitError: The formula is longer than 2000 characters or nested more
-            than 64 levels deep.
+        LimitError: The formula is longer than 2000 characters, nested more
+            than 64 levels deep, or recursive (passes a function to a LAMBDA of
+            its own).
         SheetError: The sheet is too big or holds an unsupported cell type.
         CoreError: Any other failure of the engine.
     """

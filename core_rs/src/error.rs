@@ -12,7 +12,7 @@ pub enum CoreErr {
     },
     /// Bad sheet input (too big, bad values).
     Sheet(String),
-    /// Formula too long or nested too deep.
+    /// Formula too long, nested too deep, or recursive.
     Limit(String),
     /// Anything else (engine failure, caught panic).
     Internal(String),

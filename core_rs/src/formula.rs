@@ -239,6 +239,8 @@ pub fn check_formula(input: &str) -> Result<CheckedFormula, CoreErr> {
         return Err(explain_parse_error(body, chars.len(), offset));
     }
 
+    refuse_recursion(&node)?;
+
     let references = collect_references(&chars, &tokens)?;
     let mut walk = Walk::default();
     walk.visit(&node);
@@ -761,6 +763,74 @@ fn visit_nodes(node: &Node, f: &mut dyn FnMut(&Node, usize)) {
     }
 }
 
+/// Refuses a formula that passes a function to a function of its own (a LET name or a
+/// LAMBDA parameter called like a function).
+///
+/// That is the only way a formula can recurse (a LET name is not in scope in its own
+/// definition, and the sample sheets define no names), and the engine has no depth
+/// limit: `=LET(f,LAMBDA(g,n,IF(n=0,0,1+g(g,n-1))),f(f,100000))` overflows any stack
+/// and takes the process down. Built-in higher-order functions (MAP, REDUCE, BYROW...)
+/// may still take LAMBDAs: they call them with values, never with a function.
+///
+/// A name counts as a function when the formula calls it, when LET binds it to a
+/// LAMBDA, or when LET aliases it to (or from) such a name.
+fn refuse_recursion(node: &Node) -> Result<(), CoreErr> {
+    let language = get_default_language();
+    let mut functions = BTreeSet::new();
+    let mut aliases = Vec::new();
+    visit_nodes(node, &mut |n, _| match n {
+        Node::NamedFunctionKind { name, .. } => {
+            functions.insert(name.to_lowercase());
+        }
+        Node::FunctionKind { kind, args } if kind.to_localized_name(language).eq_ignore_ascii_case("LET") => {
+            // LET(name1, value1, name2, value2, ..., body): the body is the odd one out.
+            for pair in args.chunks(2) {
+                if let [Node::NamedVariableKind { name, .. }, value] = pair {
+                    match value {
+                        Node::LambdaDefKind { .. } => {
+                            functions.insert(name.to_lowercase());
+                        }
+                        Node::NamedVariableKind { name: other, .. } => {
+                            aliases.push((name.to_lowercase(), other.to_lowercase()))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        _ => {}
+    });
+    while let Some((a, b)) = aliases
+        .iter()
+        .find(|(a, b)| functions.contains(a) != functions.contains(b))
+    {
+        let (a, b) = (a.clone(), b.clone());
+        functions.insert(a);
+        functions.insert(b);
+    }
+    let mut passed = None;
+    visit_nodes(node, &mut |n, _| {
+        if let Node::NamedFunctionKind { args, .. } | Node::LambdaCallKind { args, .. } = n {
+            for arg in args {
+                match arg {
+                    Node::LambdaDefKind { .. } => passed = passed.take().or(Some("a LAMBDA".to_string())),
+                    Node::NamedVariableKind { name, .. } if functions.contains(&name.to_lowercase()) => {
+                        passed = passed.take().or(Some(name.clone()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    match passed {
+        Some(what) => Err(CoreErr::Limit(format!(
+            "{what} is passed as a function to a LAMBDA of the formula's own; recursion is not \
+             supported (built-ins such as MAP and REDUCE may take LAMBDAs)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 #[derive(Default)]
 struct Walk {
     functions: BTreeSet<String>,
@@ -1029,6 +1099,32 @@ mod tests {
         assert!(matches!(check_formula(&deep), Err(CoreErr::Limit(_))));
         let ok = format!("={}1{}", "(".repeat(64), ")".repeat(64));
         assert!(check_formula(&ok).is_ok());
+    }
+
+    #[test]
+    fn recursion_is_refused_before_it_can_overflow_the_stack() {
+        for formula in [
+            "=LET(f,LAMBDA(g,n,IF(n=0,0,1+g(g,n-1))),f(f,100000))",
+            "=LET(f,LAMBDA(g,n,IF(n=0,0,1+g(g,n-1))),f(f,10))",
+            // Through an alias, and the fixed-point combinator's self-application.
+            "=LET(f,LAMBDA(g,n,LET(h,g,IF(n=0,0,1+h(g,n-1)))),f(f,3))",
+            "=LET(y,LAMBDA(x,x(x)),y(y))",
+            "=LAMBDA(g,g(g))(LAMBDA(g,g(g)))",
+        ] {
+            match check_formula(formula) {
+                Err(CoreErr::Limit(message)) => assert!(message.contains("recursion"), "{formula}: {message}"),
+                other => panic!("{formula}: expected a limit error, got {other:?}"),
+            }
+        }
+        for formula in [
+            "=LET(sq,LAMBDA(x,x*x),n,5,sq(n))",
+            "=MAP(A1:A3,LAMBDA(v,v*2))",
+            "=LET(sq,LAMBDA(x,x*x),MAP(A1:A3,sq))",
+            "=REDUCE(0,A1:A3,LAMBDA(acc,v,acc+v))",
+            "=LAMBDA(a,b,a+b)(1,2)",
+        ] {
+            assert!(check_formula(formula).is_ok(), "{formula}");
+        }
     }
 
     #[test]

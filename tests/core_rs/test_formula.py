@@ -217,6 +217,14 @@ def test_batch_equals_single() -> None:
     assert grade_formulas(SALES, reference, []) == []
 
 
+def test_a_recursive_lambda_is_refused_instead_of_crashing_the_process() -> None:
+    # Without the check this overflows the engine thread's stack and kills the interpreter.
+    with pytest.raises(LimitError, match="recursion"):
+        evaluate_formula(SALES, "=LET(f,LAMBDA(g,n,IF(n=0,0,1+g(g,n-1))),f(f,100000))")
+    assert evaluate_formula(SALES, "=LET(sq,LAMBDA(x,x*x),n,5,sq(n))") == [[25.0]]
+    assert evaluate_formula(SALES, "=REDUCE(0,{1,2,3},LAMBDA(acc,v,acc+v))") == [[6.0]]
+
+
 def test_exceptions_are_typed() -> None:
     for cls in (FormulaSyntaxError, SheetError, LimitError):
         assert issubclass(cls, CoreError)
