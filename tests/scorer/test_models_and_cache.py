@@ -9,7 +9,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from scorer import grading
 from scorer.cache import SIGNAL_CACHE
 from scorer.service import ScorerService
 from scorer_helpers import start_scorer
@@ -57,8 +56,9 @@ async def test_encoder_similarity_orders_paraphrase_above_unrelated(
     assert cosine["para"] > 0.6 > 0.3 > cosine["other"]
     # So far from the question and the reference that the off-topic guard zeroes it by rule.
     assert para.value > other.value == 0.0 and "guard:off_topic" in other.signals
-    assert grading.SIGNAL_SIMILARITY in para.signals
-    assert list(para.provenance.models) == ["answer_scorer:1", "sentence_encoder:1"]
+    # Free text is scored by the trained model on text_features (the product default).
+    assert "triton.text_features" in para.signals
+    assert list(para.provenance.models) == ["answer_scorer_text:2", "text_features:1"]
 
 
 async def test_identical_answers_are_served_from_redis_with_their_provenance(
