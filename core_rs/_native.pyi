@@ -224,6 +224,7 @@ class CatSession:
         randomesque_items: int = 1,
         randomesque_k: int = 5,
         seed: int = 0,
+        a_discount: float = 0.0,
     ) -> CatSession: ...
     @property
     def theta(self) -> float: ...

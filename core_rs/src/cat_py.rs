@@ -92,6 +92,8 @@ impl CatBank {
     }
 }
 
+const _: () = assert!(cat::DEFAULT_A_DISCOUNT == 0.0, "update CatSession's a_discount default");
+
 /// One candidate's adaptive test on a :class:`CatBank`.
 #[pyclass(module = "core_rs._native")]
 pub struct CatSession {
@@ -102,7 +104,9 @@ pub struct CatSession {
 #[pymethods]
 impl CatSession {
     #[new]
-    #[pyo3(signature = (bank, *, blueprint=None, max_items=20, min_items=1, se_target=0.3, eligible=None, randomesque_items=1, randomesque_k=5, seed=0))]
+    #[pyo3(signature = (bank, *, blueprint=None, max_items=20, min_items=1, se_target=0.3, eligible=None, randomesque_items=1, randomesque_k=5, seed=0, a_discount=0.0))]
+    // A literal so that Python sees the default (a path renders as `...`); the
+    // assertion above keeps it equal to cat::DEFAULT_A_DISCOUNT.
     #[allow(clippy::too_many_arguments)]
     fn new(
         bank: &CatBank,
@@ -114,6 +118,7 @@ impl CatSession {
         randomesque_items: usize,
         randomesque_k: usize,
         seed: u64,
+        a_discount: f64,
     ) -> PyResult<Self> {
         let config = Config {
             blueprint: blueprint.unwrap_or_default(),
@@ -122,6 +127,7 @@ impl CatSession {
             se_target,
             randomesque_items,
             randomesque_k,
+            a_discount,
             seed,
         };
         let session = Session::new(&bank.bank, config, eligible).map_err(value_error)?;
