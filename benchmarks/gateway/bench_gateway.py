@@ -281,7 +281,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--interviews", type=int, default=3000, help="interviews seeded")
+    parser.add_argument("--interviews", type=int, default=6000,
+                        help="interviews seeded (the two submit phases answer half each)")
     parser.add_argument("--workers", type=int, default=2,
                         help="the gateway's phases run again on a second gateway with this many worker processes")
     parser.add_argument("--no-readme", action="store_true", help="print only; leave benchmarks/README.md alone")
