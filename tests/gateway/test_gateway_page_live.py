@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from fastapi import FastAPI
 from playwright.async_api import Browser, Page, Route, expect
 
 from common import session_events
@@ -30,6 +31,19 @@ async def open_invite(browser: Browser, orchestrator: FakeServer, url: str) -> A
         yield page
     finally:
         await page.close()
+
+
+async def start_with_stream(page: Page, app: FastAPI, orchestrator: FakeServer) -> str:
+    """Starts the interview on the page; returns the session once its event stream is subscribed."""
+    await page.locator("#start-button").click()
+    await expect(page.locator("#question-heading")).to_be_focused()
+    session_id = next(iter(orchestrator.servicer.sessions))
+    for _ in range(100):
+        if app.state.events.subscribers(session_id):
+            break
+        await asyncio.sleep(0.05)
+    assert app.state.events.subscribers(session_id) == 1
+    return session_id
 
 
 async def test_clock_ticks_visibly_but_speaks_only_at_thresholds_then_time_up_locks_the_page(
@@ -73,14 +87,7 @@ async def test_a_lost_response_is_completed_by_the_event_stream(browser: Browser
     app = create_app(settings)
     async with serve(settings, app) as url:
         async with open_invite(browser, orchestrator, url) as page:
-            await page.locator("#start-button").click()
-            await expect(page.locator("#question-heading")).to_be_focused()
-            session_id = next(iter(orchestrator.servicer.sessions))
-            for _ in range(100):  # until the page's stream is subscribed
-                if app.state.events.subscribers(session_id):
-                    break
-                await asyncio.sleep(0.05)
-            assert app.state.events.subscribers(session_id) == 1
+            session_id = await start_with_stream(page, app, orchestrator)
 
             async def lose_response(route: Route) -> None:
                 await route.fetch()  # the answer reaches the gateway and is scored...
@@ -101,13 +108,7 @@ async def test_an_interview_cancelled_by_the_hiring_team_ends_the_open_page(brow
     app = create_app(settings)
     async with serve(settings, app) as url:
         async with open_invite(browser, orchestrator, url) as page:
-            await page.locator("#start-button").click()
-            await expect(page.locator("#question-heading")).to_be_focused()
-            session_id = next(iter(orchestrator.servicer.sessions))
-            for _ in range(100):  # until the page's stream is subscribed
-                if app.state.events.subscribers(session_id):
-                    break
-                await asyncio.sleep(0.05)
+            session_id = await start_with_stream(page, app, orchestrator)
             # What the orchestrator does when the hiring team cancels: finish the session, then publish.
             session = orchestrator.servicer.sessions[session_id]
             session.status = orchestrator_pb2.SESSION_STATUS_FINISHED
