@@ -377,7 +377,7 @@ async def measure(
             )
         )
         free_text = await bench_stream(stub, titem, 64, max(4, int(seconds * 2)), lambda n, m: sentences(n, seed=100 + m))
-        results.append(("ScoreStream, free text (encoder + answer_scorer), 64 answers/message", f"{free_text:,.0f} answers/s", "end to end", ""))
+        results.append(("ScoreStream, free text (text_features + answer_scorer_text, the default), 64 answers/message", f"{free_text:,.0f} answers/s", "end to end", ""))
     return results, encoder_notes(local, enc)
 
 
