@@ -52,7 +52,7 @@ sys.path[:0] = [str(REPO_ROOT / "benchmarks" / "load"), str(REPO_ROOT)]
 from orchestrator.bank import FormulaItem, load_bank  # noqa: E402
 from orchestrator.settings import DEFAULT_BANK_DIR  # noqa: E402
 from procstats import group_of  # noqa: E402
-from report import write_section  # noqa: E402
+from report import publish  # noqa: E402
 from run import RATE_LIMIT_ENV, REMOTE_ENV, Candidate, accept_all, code_state, machine, seed  # noqa: E402
 from stack.backing import free_port  # noqa: E402
 from stack.runner import Stack  # noqa: E402
@@ -357,10 +357,7 @@ def main() -> None:
         f"{args.workers} gateway workers against 1: get question {question_many.rate / question.rate:.2f}×, "
         f"submit formula {submit_many.rate / submit.rate:.2f}× the rate.",
     ])
-    print(section)
-    if not args.no_readme:
-        write_section(README, SECTION, section)
-        print(f"\nupdated {README}")
+    publish(README, SECTION, section, write=not args.no_readme)
 
 
 if __name__ == "__main__":

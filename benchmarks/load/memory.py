@@ -46,7 +46,7 @@ sys.path[:0] = [str(HERE), str(REPO_ROOT)]
 
 from answers import rest_answer  # noqa: E402
 from procstats import GROUPS, group_of  # noqa: E402
-from report import write_section  # noqa: E402
+from report import publish  # noqa: E402
 from run import (  # noqa: E402
     RATE_LIMIT_ENV,
     README,
@@ -266,10 +266,7 @@ def main() -> None:
         "gateway process keeps one Redis subscriber connection for all its streams. PostgreSQL's on-disk growth is "
         "per interview stored, not per interview active; it stays after the interview ends.",
     ])
-    print(section)
-    if not args.no_readme:
-        write_section(README, SECTION, section)
-        print(f"\nupdated {README}")
+    publish(README, SECTION, section, write=not args.no_readme)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,11 @@ def write_section(readme: Path, name: str, markdown: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     readme.write_text(text)
+
+
+def publish(readme: Path, name: str, markdown: str, write: bool) -> None:
+    """Prints a benchmark's section and, when ``write``, puts it in ``readme`` (see :func:`write_section`)."""
+    print(markdown)
+    if write:
+        write_section(readme, name, markdown)
+        print(f"\nupdated {readme}")

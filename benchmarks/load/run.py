@@ -46,11 +46,11 @@ from report import (  # noqa: E402
     busiest,
     plot,
     process_table,
+    publish,
     read_history,
     read_stats,
     request_table,
     target_lines,
-    write_section,
 )
 from stack.backing import free_port  # noqa: E402
 from stack.runner import Stack  # noqa: E402
@@ -340,10 +340,7 @@ def main() -> None:
             "",
             *(f"![{p.stem}](load/{p.name})" for p in plots),
         ])
-    print(section)
-    if not args.no_readme:
-        write_section(README, SECTION, section)
-        print(f"\nupdated {README}")
+    publish(README, SECTION, section, write=not args.no_readme)
 
 
 if __name__ == "__main__":
