@@ -247,6 +247,18 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def keep_session_state(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to send.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release, a round trip per operation (a submitted answer
+    takes several). This code never leaves session state behind: its advisory locks
+    are transaction-scoped, it sets no settings, holds no cursors outside
+    transactions and never listens. An open transaction is still rolled back by
+    asyncpg before this runs.
+    """
+
+
 def _session(row: asyncpg.Record) -> SessionRow:
     return SessionRow(
         session_id=row["session_id"],
@@ -264,17 +276,22 @@ def _session(row: asyncpg.Record) -> SessionRow:
     )
 
 
-def _answer(row: asyncpg.Record) -> AnswerRow:
+def _answer(row: asyncpg.Record, prefix: str = "") -> AnswerRow:
     return AnswerRow(
-        answer_id=row["answer_id"],
-        session_id=row["session_id"],
-        item_id=row["item_id"],
-        item_version=row["item_version"],
-        position=row["position"],
-        answer=row["answer"],
-        idempotency_key=row["idempotency_key"],
-        submitted_at=row["submitted_at"],
+        answer_id=row[prefix + "answer_id"],
+        session_id=row[prefix + "session_id"],
+        item_id=row[prefix + "item_id"],
+        item_version=row[prefix + "item_version"],
+        position=row[prefix + "position"],
+        answer=row[prefix + "answer"],
+        idempotency_key=row[prefix + "idempotency_key"],
+        submitted_at=row[prefix + "submitted_at"],
     )
+
+
+def _answer_submitted(answer_id: uuid.UUID, item_id: str, position: int) -> dict[str, Any]:
+    """The audit detail of a stored answer."""
+    return {"answer_id": str(answer_id), "item_id": item_id, "position": position}
 
 
 _SESSION_COLUMNS = (
@@ -282,6 +299,50 @@ _SESSION_COLUMNS = (
     " cat_seed, ineligible, deadline, max_items, stop_reason"
 )
 _ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
+
+# A session is waiting for its next question when its last asked item is answered.
+_AWAITING = f"status <> '{STATUS_FINISHED}' AND position >= jsonb_array_length(items)"
+
+# The session, whether its time is up, and the answer already stored under the key.
+_SUBMIT_READ = (
+    f"SELECT {', '.join('s.' + c for c in _SESSION_COLUMNS.split(', '))},"
+    " s.deadline IS NOT NULL AND now() > s.deadline AS expired,"
+    + ", ".join(f"e.{c} AS earlier_{c}" for c in _ANSWER_COLUMNS.split(", "))
+    + " FROM sessions s LEFT JOIN answers e ON e.session_id = s.session_id AND e.idempotency_key = $2"
+    " WHERE s.session_id = $1"
+)
+
+# Stores an answer at the session's position and moves the session on, in one
+# statement and only while the session is as it was read: at that position, in
+# progress, its question chosen, in time. Its WHERE is checked again on the locked row,
+# so a concurrent answer makes this store nothing rather than a second answer.
+_APPEND_ANSWER_IF_UNCHANGED = (
+    "WITH moved AS (UPDATE sessions SET position = position + 1"
+    f" WHERE session_id = $1 AND position = $2 AND status <> '{STATUS_FINISHED}'"
+    " AND position < jsonb_array_length(items) AND (deadline IS NULL OR now() <= deadline)"
+    f" RETURNING {_SESSION_COLUMNS}),"
+    " stored AS (INSERT INTO answers (answer_id, session_id, item_id, item_version, position, answer,"
+    " idempotency_key) SELECT $3::uuid, session_id, $4::text, $5::int, $2, $6::text, $7::text FROM moved"
+    " RETURNING submitted_at),"
+    " logged AS (INSERT INTO audit_log (session_id, event, detail)"
+    " SELECT session_id, 'answer_submitted', $8::jsonb FROM moved)"
+    " SELECT moved.*, stored.submitted_at FROM moved, stored"
+)
+
+# Appends the next item to a session still waiting for the question after answer $2.
+_ASK_NEXT = (
+    f"UPDATE sessions SET items = items || $3::jsonb WHERE session_id = $1 AND position = $2 AND {_AWAITING}"
+    f" RETURNING {_SESSION_COLUMNS}"
+)
+
+# Finishes a session still waiting for the question after answer $2, with its audit event.
+_FINISH_AWAITING = (
+    "WITH finished AS (UPDATE sessions SET status = $3, finished_at = now(), stop_reason = $4"
+    f" WHERE session_id = $1 AND position = $2 AND {_AWAITING} RETURNING {_SESSION_COLUMNS}),"
+    " logged AS (INSERT INTO audit_log (session_id, event, detail)"
+    " SELECT session_id, 'session_finished', $5::jsonb FROM finished)"
+    " SELECT * FROM finished"
+)
 
 
 def discover_migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, Path]]:
@@ -342,6 +403,7 @@ class Database:
                         command_timeout=timeout_s,
                         timeout=timeout_s,
                         init=init_connection,
+                        reset=keep_session_state,
                     ),
                     timeout=timeout_s * 2,
                 )
@@ -600,6 +662,65 @@ class Database:
         Raises:
             NotFound: When there is no such session.
         """
+        async with self._connection("store an answer") as conn:
+            stored = await self._submit_unlocked(conn, session_id, idempotency_key, answer, check)
+        return stored or await self._submit_locked(session_id, idempotency_key, answer, check)
+
+    async def _submit_unlocked(
+        self,
+        conn: asyncpg.Connection,
+        session_id: uuid.UUID,
+        idempotency_key: str,
+        answer: str,
+        check: Callable[[SessionRow], Awaitable[None]],
+    ) -> SubmitResult | None:
+        """The common case in two round trips: read, check, then one statement that
+        stores the answer only if the session is still as read.
+
+        Returns None (nothing stored) whenever the common case does not apply: the
+        session moved on between the read and the write, its time is up, or its next
+        question is still being chosen; :meth:`_submit_locked` then decides.
+        """
+        row = await conn.fetchrow(_SUBMIT_READ, session_id, idempotency_key)
+        if row is None:
+            raise NotFound(f"no interview session {session_id}")
+        session = _session(row)
+        if row["earlier_answer_id"] is not None:
+            return SubmitResult(_answer(row, prefix="earlier_"), session, replayed=True)
+        if session.finished:
+            raise FailedPrecondition("the interview is finished; no more answers are accepted")
+        if row["expired"] or session.awaiting_selection:
+            return None
+        await check(session)
+        ref = session.items[session.position]
+        answer_id = uuid.uuid4()
+        written = await conn.fetchrow(
+            _APPEND_ANSWER_IF_UNCHANGED,
+            session_id,
+            session.position,
+            answer_id,
+            ref.item_id,
+            ref.version,
+            answer,
+            idempotency_key,
+            _answer_submitted(answer_id, ref.item_id, session.position),
+        )
+        if written is None:
+            return None
+        stored = AnswerRow(
+            answer_id, session_id, ref.item_id, ref.version, session.position, answer, idempotency_key,
+            written["submitted_at"],
+        )
+        return SubmitResult(stored, _session(written), replayed=False)
+
+    async def _submit_locked(
+        self,
+        session_id: uuid.UUID,
+        idempotency_key: str,
+        answer: str,
+        check: Callable[[SessionRow], Awaitable[None]],
+    ) -> SubmitResult:
+        """:meth:`submit_answer` with the session row locked throughout: every case."""
         async with self._connection("store an answer") as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1 FOR UPDATE", session_id
@@ -657,7 +778,7 @@ class Database:
         await conn.execute(
             "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_submitted', $2)",
             session_id,
-            {"answer_id": str(answer_row["answer_id"]), "item_id": ref.item_id, "position": session.position},
+            _answer_submitted(answer_row["answer_id"], ref.item_id, session.position),
         )
         return answer_row, row
 
@@ -693,25 +814,22 @@ class Database:
         Raises:
             NotFound: When there is no such session.
         """
-        async with self._connection("choose the next question") as conn, conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1 FOR UPDATE", session_id
-            )
-            if row is None:
-                raise NotFound(f"no interview session {session_id}")
-            session = _session(row)
-            if not session.awaiting_selection or session.position != answered:
-                return session, False
+        # One statement each way: its WHERE is checked again on the locked row, so
+        # when two requests decide at once exactly one of them applies.
+        async with self._connection("choose the next question") as conn:
             if next_item is not None:
+                row = await conn.fetchrow(_ASK_NEXT, session_id, answered, [item_entry(next_item)])
+            else:
                 row = await conn.fetchrow(
-                    f"UPDATE sessions SET items = items || $2::jsonb WHERE session_id = $1"
-                    f" RETURNING {_SESSION_COLUMNS}",
-                    session_id,
-                    [item_entry(next_item)],
+                    _FINISH_AWAITING, session_id, answered, STATUS_FINISHED, stop_reason,
+                    {"reason": stop_reason, "answered": answered},
                 )
+            if row is not None:
                 return _session(row), True
-            row = await self._finish_locked(conn, session_id, stop_reason, answered)
-        return _session(row), True
+            row = await conn.fetchrow(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = $1", session_id)
+        if row is None:
+            raise NotFound(f"no interview session {session_id}")
+        return _session(row), False
 
     async def store_result(self, session_id: uuid.UUID, result: Any) -> None:
         """Appends a result (an ``orchestrator_pb2.Result``) unless the newest one is equal."""
@@ -846,9 +964,10 @@ class Database:
                 return existing
             provenance = score.provenance
             await conn.execute(
-                "INSERT INTO scores"
+                "WITH stored AS (INSERT INTO scores"
                 " (answer_id, value, confidence, score, score_pb, model_name, model_version, backend)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8))"
+                " INSERT INTO audit_log (session_id, event, detail) VALUES ($9, 'answer_scored', $10)",
                 answer_id,
                 score.value,
                 score.confidence,
@@ -857,9 +976,6 @@ class Database:
                 provenance.model_name,
                 provenance.model_version,
                 provenance.backend,
-            )
-            await conn.execute(
-                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'answer_scored', $2)",
                 session_id,
                 {"answer_id": str(answer_id), "value": score.value, "backend": provenance.backend},
             )

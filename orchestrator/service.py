@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 MAX_CANDIDATE_NAME_CHARS = 200
 MAX_IDEMPOTENCY_KEY_CHARS = 200
+# Distinct questions kept built (item, position, total); about 2 KB each.
+_MAX_CACHED_QUESTIONS = 20_000
 
 SCORING_RESULTS = Counter(
     "xli_orchestrator_scoring_total", "Scorer calls made by the orchestrator", ["outcome"]
@@ -158,6 +160,11 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         self._events = events
         # Item versions never change, so a cached one never goes stale.
         self._items: dict[ItemRef, ItemVersion] = {ItemRef(i.item_id, i.version): i for i in bank}
+        # Built from immutable item versions, so never stale: a question is kept
+        # serialised (parsing it back costs a fraction of building its sample sheet),
+        # keyed by its item, position and total.
+        self._questions: dict[tuple[ItemRef, int, int], bytes] = {}
+        self._scoring_items: dict[ItemRef, common_pb2.ScoringItem] = {}
         self.engine = AdaptiveEngine(
             self._bank,
             CatRules(
@@ -265,10 +272,27 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         # original's number ("question 4 of 12, follow-up").
         total = max(max_items or self._settings.cat_max_items, cat_items(items))
         ref = items[index]
-        stored = await self._item(ref)
-        if ref.is_follow_up:
-            return to_follow_up_question(stored, ref.criterion, position=cat_items(items[:index]), total=total)
-        return to_question(stored, position=cat_items(items[: index + 1]), total=total)
+        position = cat_items(items[:index]) if ref.is_follow_up else cat_items(items[: index + 1])
+        key = (ref, position, total)
+        built = self._questions.get(key)
+        if built is None:
+            stored = await self._item(ref)
+            if ref.is_follow_up:
+                question = to_follow_up_question(stored, ref.criterion, position=position, total=total)
+            else:
+                question = to_question(stored, position=position, total=total)
+            if len(self._questions) >= _MAX_CACHED_QUESTIONS:
+                self._questions.clear()
+            self._questions[key] = built = question.SerializeToString()
+        return orchestrator_pb2.Question.FromString(built)
+
+    async def _scoring_item(self, ref: ItemRef) -> common_pb2.ScoringItem:
+        """What the scorer grades an answer to ``ref`` against; shared, so never mutated."""
+        ref = ref.version_ref
+        built = self._scoring_items.get(ref)
+        if built is None:
+            self._scoring_items[ref] = built = to_scoring_item(await self._item(ref))
+        return built
 
     async def _session_message(self, row: SessionRow, *, with_turns: bool = True) -> orchestrator_pb2.Session:
         message = orchestrator_pb2.Session(
@@ -355,9 +379,8 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             Unavailable: When the scorer fails or the grade cannot be stored; the
                 answer stays stored and a retry with the same key scores it.
         """
-        item = await self._item(ItemRef(answer.item_id, answer.item_version))
         request = scorer_pb2.ScoreRequest(
-            item=to_scoring_item(item),
+            item=await self._scoring_item(ItemRef(answer.item_id, answer.item_version)),
             answer=scorer_pb2.AnswerInput(answer_id=str(answer.answer_id), text=await self._scored_text(answer, session)),
         )
         deadline = self._settings.scorer_deadline_s
@@ -572,10 +595,11 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             # A failure here leaves the session waiting for its next question; the next
             # GetCurrentQuestion (or this key's retry) chooses it.
             score = await self._score(stored, session)
-            session = await self._db.get_session(session_id) or session
             if session.finished:
-                # A late score (after a scorer outage) changes the finished result.
+                # A late score (a retry after a scorer outage) changes the finished result.
                 await self._store_result(session)
+        # A session that finished while this answer was scored (time limit, the hiring
+        # team) is found finished by advancing, which stores its result with this score.
         session = await self._advance(session)
         return await self._answer_response(stored, score, session)
 

@@ -127,3 +127,93 @@ async def test_unique_constraints_back_the_idempotency_rules(orchestrator, stub,
         await pg.execute(insert, uuid.uuid4(), sid, item_id, 1, "k1")
     with pytest.raises(asyncpg.UniqueViolationError):
         await pg.execute(insert, uuid.uuid4(), sid, item_id, 0, "k2")
+
+
+async def _session_on(db: Database, time_limit_s: float = 3600) -> uuid.UUID:
+    """A new session whose first two questions are the bank's first two items."""
+    await db.import_items(BANK[:2])
+    session = await db.create_session(
+        uuid.uuid4(), "Ada", ItemRef(BANK[0].id, 1), cat_seed=1, ineligible=(), time_limit_s=time_limit_s,
+        extra_time_percent=0, max_items=5,
+    )
+    return session.session_id
+
+
+async def test_an_answer_racing_another_is_decided_under_the_row_lock(fresh_database: str) -> None:
+    # The common case reads the session, checks the answer, then stores it only if the
+    # session is unchanged. Here another answer lands between that read and the write:
+    # the write must store nothing, and the locked path must see the new position.
+    from common.errors import FailedPrecondition
+    from orchestrator.db import SessionRow
+
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        sid = await _session_on(db)
+        seen: list[int] = []
+
+        async def check(session: SessionRow) -> None:
+            seen.append(session.position)
+            if len(seen) == 1:
+                # The competing answer: stored while this one is being checked.
+                await db.submit_answer(sid, "other", "=1", lambda s: asyncio.sleep(0))
+
+        # The locked row shows the competing answer: its next question is not chosen yet.
+        with pytest.raises(FailedPrecondition, match="still being chosen"):
+            await db.submit_answer(sid, "mine", "=2", check)
+        assert seen == [0]
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        keys = [r["idempotency_key"] for r in await conn.fetch("SELECT idempotency_key FROM answers")]
+        assert keys == ["other"]
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'answer_submitted'") == 1
+        assert await conn.fetchval("SELECT position FROM sessions WHERE session_id = $1", sid) == 1
+    finally:
+        await conn.close()
+
+
+async def test_an_answer_after_the_time_limit_finishes_the_session(fresh_database: str) -> None:
+    from orchestrator.db import TimeLimitReached
+
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        sid = await _session_on(db, time_limit_s=0.001)
+        await asyncio.sleep(0.05)
+        with pytest.raises(TimeLimitReached):
+            await db.submit_answer(sid, "late", "=1", lambda s: asyncio.sleep(0))
+        session = await db.get_session(sid)
+        assert session is not None and session.finished and session.stop_reason == "time_limit"
+        assert await db.turns(sid) == []
+    finally:
+        await db.close()
+
+
+async def test_only_one_of_two_concurrent_decisions_applies(fresh_database: str) -> None:
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        sid = await _session_on(db)
+        await db.submit_answer(sid, "k1", "=1", lambda s: asyncio.sleep(0))
+        decisions = await asyncio.gather(
+            db.advance(sid, 1, ItemRef(BANK[1].id, 1), None), db.advance(sid, 1, None, "stopped"),
+            db.advance(sid, 1, ItemRef(BANK[1].id, 1), None),
+        )
+        assert [applied for _, applied in decisions].count(True) == 1
+        final = await db.get_session(sid)
+        assert final is not None
+        # The losers changed nothing and saw the winner's decision.
+        assert [row for row, _ in decisions] == [final] * 3
+        finished = final.finished
+        assert (finished, len(final.items)) in ((True, 1), (False, 2))
+        # A decision for an answer the session is no longer waiting on changes nothing.
+        assert await db.advance(sid, 0, ItemRef(BANK[1].id, 1), None) == (final, False)
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'session_finished'") == int(finished)
+    finally:
+        await conn.close()
