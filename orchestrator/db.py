@@ -224,6 +224,20 @@ _NEWEST_SCORE_OF = (
 )
 _LATEST_SCORE = _NEWEST_SCORE_OF.format(answer="$1")
 
+# Claims answer $1's first score and stores it with its audit event, in one statement;
+# true when this call stored it. A concurrent claimant waits on the primary key until
+# the first commits, then claims nothing (see migration 0016).
+_STORE_FIRST_SCORE = (
+    "WITH claimed AS (INSERT INTO first_scores (answer_id) VALUES ($1) ON CONFLICT DO NOTHING"
+    " RETURNING answer_id),"
+    " stored AS (INSERT INTO scores (answer_id, value, confidence, score, score_pb, model_name,"
+    " model_version, backend) SELECT answer_id, $2::float8, $3::float8, $4::jsonb, $5::bytea, $6::text,"
+    " $7::text, $8::text FROM claimed),"
+    " logged AS (INSERT INTO audit_log (session_id, event, detail)"
+    " SELECT $9::uuid, 'answer_scored', $10::jsonb FROM claimed)"
+    " SELECT count(*) = 1 FROM claimed"
+)
+
 
 def _stored_score(row: asyncpg.Record | None) -> common_pb2.Score | None:
     """The Score of a row with ``score_pb`` and ``score`` columns (see ``_LATEST_SCORE``).
@@ -955,19 +969,10 @@ class Database:
         Two retries that score the same answer at once must not leave two different
         grades behind, so the first one stored wins and the other is discarded.
         """
-        async with self._connection("store a score") as conn, conn.transaction():
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('score:' || $1::uuid::text, 0))", answer_id
-            )
-            existing = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
-            if existing is not None:
-                return existing
-            provenance = score.provenance
-            await conn.execute(
-                "WITH stored AS (INSERT INTO scores"
-                " (answer_id, value, confidence, score, score_pb, model_name, model_version, backend)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8))"
-                " INSERT INTO audit_log (session_id, event, detail) VALUES ($9, 'answer_scored', $10)",
+        provenance = score.provenance
+        async with self._connection("store a score") as conn:
+            stored = await conn.fetchval(
+                _STORE_FIRST_SCORE,
                 answer_id,
                 score.value,
                 score.confidence,
@@ -979,7 +984,13 @@ class Database:
                 session_id,
                 {"answer_id": str(answer_id), "value": score.value, "backend": provenance.backend},
             )
-        return score
+            if stored:
+                return score
+            existing = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
+        if existing is None:
+            # Claimed but without a score: only a hand-edited database gets here.
+            raise Unavailable(f"answer {answer_id} is marked scored but has no score")
+        return existing
 
     async def unscored_answers(self, older_than_s: float, within_s: float, limit: int) -> list[AnswerRow]:
         """Answers that have no score yet, oldest first.

@@ -9,9 +9,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from common.errors import FailedPrecondition
 from orchestrator.bank import ItemVersion, load_bank, parse_item
-from orchestrator.db import Database, ItemRef, discover_migrations
+from orchestrator.db import MIGRATIONS_DIR, Database, ItemRef, SessionRow, TimeLimitReached, discover_migrations
 from orchestrator.settings import DEFAULT_BANK_DIR
+from xlinterview.v1 import common_pb2
 
 BANK = load_bank(DEFAULT_BANK_DIR)
 
@@ -143,9 +145,6 @@ async def test_an_answer_racing_another_is_decided_under_the_row_lock(fresh_data
     # The common case reads the session, checks the answer, then stores it only if the
     # session is unchanged. Here another answer lands between that read and the write:
     # the write must store nothing, and the locked path must see the new position.
-    from common.errors import FailedPrecondition
-    from orchestrator.db import SessionRow
-
     db = await Database.connect(fresh_database, timeout_s=5)
     try:
         await db.migrate()
@@ -175,8 +174,6 @@ async def test_an_answer_racing_another_is_decided_under_the_row_lock(fresh_data
 
 
 async def test_an_answer_after_the_time_limit_finishes_the_session(fresh_database: str) -> None:
-    from orchestrator.db import TimeLimitReached
-
     db = await Database.connect(fresh_database, timeout_s=5)
     try:
         await db.migrate()
@@ -217,3 +214,54 @@ async def test_only_one_of_two_concurrent_decisions_applies(fresh_database: str)
         assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'session_finished'") == int(finished)
     finally:
         await conn.close()
+
+
+def _score(value: float) -> common_pb2.Score:
+    return common_pb2.Score(value=value, confidence=0.9, feedback=f"value {value}")
+
+
+async def test_the_first_stored_score_wins_when_two_arrive_at_once(fresh_database: str) -> None:
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        sid = await _session_on(db)
+        stored = await db.submit_answer(sid, "k1", "=1", lambda s: asyncio.sleep(0))
+        answer_id = stored.answer.answer_id
+        results = await asyncio.gather(*(db.store_first_score(sid, answer_id, _score(v)) for v in (0.2, 0.5, 0.8)))
+        assert len({r.value for r in results}) == 1
+        assert (await db.turns(sid))[0].score == results[0]
+    finally:
+        await db.close()
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM scores WHERE answer_id = $1", answer_id) == 1
+        assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'answer_scored'") == 1
+    finally:
+        await conn.close()
+
+
+async def test_answers_scored_before_the_first_scores_table_keep_their_score(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    older = tmp_path / "migrations"
+    older.mkdir()
+    for version, _, path in discover_migrations():
+        if version < 16:
+            (older / path.name).write_text(path.read_text())
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate(older)
+        sid = await _session_on(db)
+        answer_id = (await db.submit_answer(sid, "k1", "=1", lambda s: asyncio.sleep(0))).answer.answer_id
+        conn = await asyncpg.connect(fresh_database)
+        try:  # stored as the code before migration 0016 stored a score
+            await conn.execute(
+                "INSERT INTO scores (answer_id, value, confidence, score, score_pb) VALUES ($1, 0.3, 0.9, '{}', $2)",
+                answer_id, _score(0.3).SerializeToString(),
+            )
+        finally:
+            await conn.close()
+        assert await db.migrate(MIGRATIONS_DIR) == [16]
+        assert (await db.store_first_score(sid, answer_id, _score(0.9))).value == 0.3
+    finally:
+        await db.close()
