@@ -17,7 +17,7 @@ import asyncpg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import ServiceError, Unavailable
-from orchestrator.db import CONNECT_ERRORS, UNAVAILABLE_ERRORS, init_connection
+from orchestrator.db import CONNECT_ERRORS, UNAVAILABLE_ERRORS, init_connection, keep_session_state
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class AdminDb:
         try:
             pool = await asyncio.wait_for(
                 asyncpg.create_pool(
-                    dsn, min_size=1, max_size=max_size, command_timeout=timeout_s, init=init_connection
+                    dsn, min_size=1, max_size=max_size, command_timeout=timeout_s, init=init_connection,
+                    reset=keep_session_state,
                 ),
                 timeout=timeout_s * 2,
             )

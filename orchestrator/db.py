@@ -593,12 +593,15 @@ class Database:
 
         The deadline is set by the database clock, the one every later check uses.
         """
-        async with self._connection("start a session") as conn, conn.transaction():
+        async with self._connection("start a session") as conn:
             row = await conn.fetchrow(
-                f"INSERT INTO sessions (session_id, candidate_name, status, items, position, cat_seed,"
-                f" ineligible, deadline, extra_time_percent, max_items)"
+                f"WITH started AS (INSERT INTO sessions (session_id, candidate_name, status, items, position,"
+                f" cat_seed, ineligible, deadline, extra_time_percent, max_items)"
                 f" VALUES ($1, $2, $3, $4, 0, $5, $6, now() + make_interval(secs => $7), $8, $9)"
-                f" RETURNING {_SESSION_COLUMNS}",
+                f" RETURNING {_SESSION_COLUMNS}),"
+                " logged AS (INSERT INTO audit_log (session_id, event, detail)"
+                " SELECT session_id, 'session_started', $10::jsonb FROM started)"
+                " SELECT * FROM started",
                 session_id,
                 candidate_name,
                 STATUS_IN_PROGRESS,
@@ -608,10 +611,6 @@ class Database:
                 time_limit_s * (1 + extra_time_percent / 100),
                 extra_time_percent,
                 max_items,
-            )
-            await conn.execute(
-                "INSERT INTO audit_log (session_id, event, detail) VALUES ($1, 'session_started', $2)",
-                session_id,
                 {"max_items": max_items, "extra_time_percent": extra_time_percent},
             )
         return _session(row)
