@@ -27,7 +27,6 @@ import asyncio
 import datetime as dt
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ REPO_ROOT = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO_ROOT)]
 
 from answers import rest_answer  # noqa: E402
-from procstats import GROUPS, group_of  # noqa: E402
+from procstats import GROUPS, group_of, raise_open_files  # noqa: E402
 from report import publish  # noqa: E402
 from run import (  # noqa: E402
     RATE_LIMIT_ENV,
@@ -232,10 +231,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = sorted({int(v) for v in args.levels.split(",")})
     # Every held stream is a socket here and in the gateway.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < levels[-1] + 1024:
-        sys.exit(f"the open-files limit ({hard}) is below {levels[-1] + 1024}: raise it (ulimit -n) first")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files(levels[-1] + 1024)
     os.environ.update(RATE_LIMIT_ENV)
     for name in REMOTE_ENV:
         os.environ.pop(name, None)

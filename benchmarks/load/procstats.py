@@ -8,6 +8,7 @@ backend stubs count with their server.
 from __future__ import annotations
 
 import os
+import resource
 import statistics
 import threading
 import time
@@ -15,6 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
+
+def raise_open_files(needed: int) -> None:
+    """Raises this process's open-files limit to its hard limit (the stack's processes
+    inherit it): every concurrent user holds a socket in locust and in the gateway.
+
+    Raises:
+        SystemExit: When the hard limit is below ``needed``.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise SystemExit(f"the open-files limit ({hard}) is below {needed}: raise it (ulimit -n) first")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
 
 GROUPS = ("gateway", "orchestrator", "scorer", "postgres", "redis", "tritonserver", "locust")
 

@@ -40,7 +40,7 @@ sys.path[:0] = [str(HERE), str(REPO_ROOT)]
 
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD  # noqa: E402
 import profiles  # noqa: E402
-from procstats import ProcessSampler, wait_with_sampler  # noqa: E402
+from procstats import ProcessSampler, raise_open_files, wait_with_sampler  # noqa: E402
 from report import (  # noqa: E402
     AGGREGATED,
     busiest,
@@ -242,6 +242,7 @@ def main() -> None:
     for name in REMOTE_ENV:
         os.environ.pop(name, None)
     interviews = args.interviews or interviews_needed(args)
+    raise_open_files(args.candidates + 1024)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         raw = args.raw_dir or Path(tmp) / "raw"
