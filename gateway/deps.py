@@ -79,9 +79,14 @@ def _client(kind: type[_Client], request: Request) -> _Client:
     return kind(state.orchestrator, timeout=state.settings.grpc_deadline_s, request_id=_request_id(request))
 
 
-async def get_orchestrator(request: Request) -> OrchestratorClient:
+def orchestrator_client(request: Request) -> OrchestratorClient:
     """A client that puts the deadline and request id on every orchestrator call."""
     return _client(OrchestratorClient, request)
+
+
+async def get_orchestrator(request: Request) -> OrchestratorClient:
+    """:func:`orchestrator_client` as a dependency."""
+    return orchestrator_client(request)
 
 
 OrchestratorStubDep = Annotated[orchestrator_pb2_grpc.OrchestratorStub, Depends(get_orchestrator_stub)]
@@ -191,10 +196,18 @@ async def get_principal(request: Request) -> Principal:
 
     Also applies the per-API-key and per-candidate-session limits, which need to
     know who is calling (unless :func:`limit_ip` already counted the candidate's).
+    The answer is kept on ``request.state``, so the role checks of :func:`require`
+    can call this directly rather than as a sub-dependency (a pass of FastAPI's
+    ``solve_dependencies`` each) and a request still verifies its caller, and counts
+    its limits, once.
 
     Raises:
         ProblemError: 401 without valid credentials, 429 over a limit.
     """
+    request_state = request.state
+    known: Principal | None = getattr(request_state, "principal", None)
+    if known is not None:
+        return known
     state = request.app.state
     settings: GatewaySettings = state.settings
     limiter: Limiter = state.limiter
@@ -203,14 +216,27 @@ async def get_principal(request: Request) -> Principal:
     if x_api_key:
         key = await _client(AdminClient, request).identity("VerifyApiKey", admin_pb2.VerifyApiKeyRequest(secret=x_api_key))
         await enforce(limiter, Check("api-key", key.key_id, settings.rate_limit_api_key_per_min))
-        return Principal(role=staff_role(key.role), user_id=key.owner_user_id, via="api_key", key_id=key.key_id)
-    token = _bearer_token(headers.get("authorization"))
-    if token is None:
-        raise unauthenticated("Sign in, or send an API key, to use this endpoint.")
-    verified: tuple[str, Principal] | None = getattr(request.state, "bearer", None)
-    principal = verified[1] if verified is not None and verified[0] == token else state.tokens.principal(token)
-    if principal.role == Role.CANDIDATE and not getattr(request.state, "candidate_counted", False):
-        await enforce(limiter, Check("candidate", principal.session_id, settings.rate_limit_candidate_per_min))
+        principal = Principal(role=staff_role(key.role), user_id=key.owner_user_id, via="api_key", key_id=key.key_id)
+    else:
+        token = _bearer_token(headers.get("authorization"))
+        if token is None:
+            raise unauthenticated("Sign in, or send an API key, to use this endpoint.")
+        verified: tuple[str, Principal] | None = getattr(request_state, "bearer", None)
+        principal = verified[1] if verified is not None and verified[0] == token else state.tokens.principal(token)
+        if principal.role == Role.CANDIDATE and not getattr(request_state, "candidate_counted", False):
+            await enforce(limiter, Check("candidate", principal.session_id, settings.rate_limit_candidate_per_min))
+    request_state.principal = principal
+    return principal
+
+
+def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
+    """``principal``, if its role is one of ``allowed``.
+
+    Raises:
+        ProblemError: 403 otherwise.
+    """
+    if principal.role not in allowed:
+        raise ProblemError(403, "forbidden", "Forbidden", f"The {principal.role.value} role may not do this.")
     return principal
 
 
@@ -218,10 +244,8 @@ def require(*roles: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that admits only callers with one of ``roles`` (403 otherwise)."""
     allowed = frozenset(roles)
 
-    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise ProblemError(403, "forbidden", "Forbidden", f"The {principal.role.value} role may not do this.")
-        return principal
+    async def check(request: Request) -> Principal:
+        return check_role(await get_principal(request), allowed)
 
     return check
 

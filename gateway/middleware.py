@@ -89,7 +89,9 @@ class ClientAddressMiddleware:
 
 # A caller's id is reused only when it is short and plain: it ends up in logs and
 # in gRPC metadata, where free-form text could forge log lines or be rejected.
-_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# Read from the raw headers, which ASGI servers give with lower-case names.
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode("latin-1")
 
 
 class RequestIdMiddleware:
@@ -111,8 +113,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        incoming = next((value for name, value in scope["headers"] if name == _REQUEST_ID_KEY), b"")
+        request_id = incoming.decode("latin-1") if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
@@ -158,6 +160,11 @@ class BodyLimitMiddleware:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # No length and not chunked: HTTP/1.1 says there is no body (a GET), so
+            # there is nothing to count or buffer.
+            await self.app(scope, receive, send)
+            return
         if declared is not None:
             try:
                 length = int(declared)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -208,3 +209,46 @@ async def test_huge_chunked_body_is_cut_off_and_the_server_keeps_serving(served:
             assert response.status_code == 413
         assert orchestrator.servicer.calls == []
         assert (await client.get("/healthz")).status_code == 200
+
+
+def _cells(*values: object) -> common_pb2.SheetRow:
+    cells = []
+    for value in values:
+        if value is None:
+            cells.append(common_pb2.CellValue())
+        elif isinstance(value, bool):
+            cells.append(common_pb2.CellValue(boolean=value))
+        elif isinstance(value, float):
+            cells.append(common_pb2.CellValue(number=value))
+        else:
+            cells.append(common_pb2.CellValue(text=str(value)))
+    return common_pb2.SheetRow(cells=cells)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        orchestrator_pb2.Question(
+            item_id="sumifs", item_version=3, kind=common_pb2.QUESTION_KIND_FORMULA, prompt="Sum «East» — ünïcode",
+            skill_area="lookup", position=1, total=12,
+            sheet=common_pb2.SampleSheet(name="Sales", rows=[_cells("Region", "Amount", None),
+                                                             _cells("East", 1234.5, True), _cells("West", 1e-7, False)]),
+        ),
+        orchestrator_pb2.Question(item_id="mc", kind=common_pb2.QUESTION_KIND_MULTIPLE_CHOICE, options=["A", "B"],
+                                  position=2, total=12),
+        orchestrator_pb2.Question(item_id="num", kind=common_pb2.QUESTION_KIND_NUMERIC, unit="%", decimals=0,
+                                  position=3, total=12),
+        orchestrator_pb2.Question(item_id="sumifs#follow-up", kind=common_pb2.QUESTION_KIND_FREE_TEXT, follow_up=True,
+                                  follow_up_of_item_id="sumifs", original_prompt="Sum East", position=1, total=12),
+        orchestrator_pb2.Question(item_id="future", kind=99, position=4, total=12),  # a kind this gateway does not know
+        orchestrator_pb2.Question(item_id="nan", kind=common_pb2.QUESTION_KIND_FORMULA, position=1, total=1,
+                                  sheet=common_pb2.SampleSheet(name="S", rows=[_cells(float("nan"), float("inf"))])),
+    ],
+    ids=["formula", "choice", "numeric", "follow-up", "unknown-kind", "nan"],
+)
+def test_the_question_response_is_the_question_models_json(question: orchestrator_pb2.Question) -> None:
+    from gateway.schemas import question_response
+
+    response = question_response(question)
+    assert response.media_type == "application/json"
+    assert json.loads(response.body) == json.loads(question_from_proto(question).model_dump_json())

@@ -199,3 +199,36 @@ def test_enum_values_a_newer_orchestrator_adds_read_as_unspecified() -> None:
     session = session_from_proto(orchestrator_pb2.Session(session_id="s", status=7))  # type: ignore[arg-type]
     assert session.status == "SESSION_STATUS_UNSPECIFIED"
     assert session.started_at is None
+
+
+async def test_the_current_question_route_checks_every_request(
+    orchestrator: FakeServer, make_client, client: httpx.AsyncClient
+) -> None:
+    # The page's most frequent call, with its own lean dependency chain (sessions.session_caller,
+    # own_session) and response encoding (schemas.question_response): every check still applies.
+    session_id = (await start_as_candidate(client, orchestrator))["session"]["session_id"]
+    question = f"{API}/{session_id}/question"
+    ok = await client.get(question, headers={"x-request-id": "lean-1"})
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "lean-1"
+    assert ok.headers["content-type"] == "application/json"
+    token = client.headers.pop("authorization")
+    unauthenticated = await client.get(question)
+    assert unauthenticated.status_code == 401 and unauthenticated.headers["www-authenticate"] == "Bearer"
+    client.headers["authorization"] = token
+    for method in ("HEAD", "POST", "PUT"):
+        refused = await client.request(method, question)
+        assert refused.status_code == 405 and refused.headers["allow"] == "GET"
+    # Too long for a session id: refused by the API route's validation, as before.
+    too_long = await client.get(f"{API}/{'s' * 129}/question")
+    assert too_long.status_code == 422 and too_long.json()["errors"][0]["loc"] == ["path", "session_id"]
+    assert (await client.get(f"{API}/{'s' * 128}/question")).status_code == 404
+    operation = (await client.get("/openapi.json")).json()["paths"]["/api/v1/sessions/{session_id}/question"]["get"]
+    assert operation["parameters"][0]["schema"]["maxLength"] == 128
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Question"}
+
+    async with make_client(orchestrator.address, rate_limit_ip_per_min=2) as limited:
+        session_id = (await start_as_candidate(limited, orchestrator))["session"]["session_id"]  # 1 IP hit
+        assert (await limited.get(f"{API}/{session_id}/question")).status_code == 200
+        over = await limited.get(f"{API}/{session_id}/question")
+        assert over.status_code == 429 and 1 <= int(over.headers["retry-after"]) <= 60
+        assert over.headers["content-type"] == "application/problem+json"
