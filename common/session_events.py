@@ -27,6 +27,9 @@ ANSWER_SCORED = "answer_scored"
 """An answer's result: the body of ``POST /api/v1/sessions/{id}/answers`` with
 ``item_id`` and ``idempotency_key`` (see :func:`answer_scored_data`)."""
 
+QUESTION_READY = "question_ready"
+"""The next question (``gateway.schemas.Question``), after an answer that has one."""
+
 INTERVIEW_FINISHED = "interview_finished"
 """The session ended: the candidate finished it, or the hiring team cancelled the
 interview (see :func:`interview_finished_data`); the stream ends after it."""
@@ -142,4 +145,9 @@ def answer_scored_data(r: orchestrator_pb2.SubmitAnswerResponse, item_id: str, i
     that answer's, exactly as if its own request had returned ``r``; so a publisher
     that is not answering the request must send what a retry with that key would get.
     """
-    return {"item_id": item_id, "idempotency_key": idempotency_key, **submit_result_json(r)}
+    return answer_scored_payload(submit_result_json(r), item_id, idempotency_key)
+
+
+def answer_scored_payload(result: Json, item_id: str, idempotency_key: str) -> Json:
+    """:func:`answer_scored_data` of a result already translated by :func:`submit_result_json`."""
+    return {"item_id": item_id, "idempotency_key": idempotency_key, **result}

@@ -261,24 +261,40 @@ _QUESTION_KINDS = frozenset(kind.value for kind in QuestionKind)
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def question_response(q: orchestrator_pb2.Question) -> Response:
-    """A ``Question`` message as the JSON response a :class:`Question` would make.
+def _json_response(data: dict[str, Any], model: type[BaseModel]) -> Response:
+    """``data``, built in ``model``'s shape, as the JSON response ``model`` would make.
 
     Encoded straight from the translated dict, without validating it into the model
-    and having FastAPI validate and dump that again: the dict has the model's shape
-    by construction, and those round trips were about 8% of the gateway's CPU per
-    question read, twice what encoding the dict costs (benchmarks/README.md, gateway
-    section). The one value the model would change, a kind it does not know, is
-    mapped the same way here.
+    and having FastAPI validate and dump that again (``response_model`` still
+    documents the route): those round trips cost about twice what encoding the dict
+    does, on the routes every step of an interview takes (benchmarks/README.md,
+    gateway section). Tests pin the two encodings to each other.
     """
-    data = session_events.question_json(q)
-    if data["kind"] not in _QUESTION_KINDS:
-        data["kind"] = QuestionKind.UNSPECIFIED.value
     try:
         body = _JSON.encode(data).encode()
     except ValueError:  # a cell holding NaN or infinity, which JSON cannot: the model writes null
-        body = Question.model_validate(data).model_dump_json().encode()
+        body = model.model_validate(data).model_dump_json().encode()
     return Response(body, media_type="application/json")
+
+
+def _with_known_kind(question: dict[str, Any]) -> dict[str, Any]:
+    # The one value the model would change: a kind it does not know reads as unspecified.
+    if question["kind"] not in _QUESTION_KINDS:
+        question["kind"] = QuestionKind.UNSPECIFIED.value
+    return question
+
+
+def question_response(q: orchestrator_pb2.Question) -> Response:
+    """A ``Question`` message as the JSON response a :class:`Question` would make."""
+    return _json_response(_with_known_kind(session_events.question_json(q)), Question)
+
+
+def submit_result_response(result: dict[str, Any]) -> Response:
+    """A submitted answer's result (:func:`common.session_events.submit_result_json`) as the
+    JSON response a :class:`SubmitAnswerResult` would make."""
+    if result["next_question"] is not None:
+        _with_known_kind(result["next_question"])
+    return _json_response(result, SubmitAnswerResult)
 
 
 def score_from_proto(s: common_pb2.Score) -> Score:
@@ -343,8 +359,3 @@ def result_from_proto(r: orchestrator_pb2.Result) -> Result:
         stop_reason=r.stop_reason,
         answers_scored=r.answers_scored,
     )
-
-
-def submit_result_from_proto(r: orchestrator_pb2.SubmitAnswerResponse) -> SubmitAnswerResult:
-    """Translates a ``SubmitAnswerResponse`` message (its score without review flags)."""
-    return SubmitAnswerResult.model_validate(session_events.submit_result_json(r))

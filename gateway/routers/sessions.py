@@ -12,7 +12,14 @@ from typing import Annotated, NamedTuple
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response, StreamingResponse
 
-from common.session_events import INTERVIEW_FINISHED, interview_finished_data
+from common.session_events import (
+    ANSWER_SCORED,
+    INTERVIEW_FINISHED,
+    QUESTION_READY,
+    answer_scored_payload,
+    interview_finished_data,
+    submit_result_json,
+)
 from gateway.auth import Principal, Role
 from gateway.deps import EventsDep, SettingsDep, limit_ip, orchestrator_client, require
 from gateway.events import session_stream
@@ -26,7 +33,7 @@ from gateway.schemas import (
     SubmitAnswerResult,
     question_response,
     session_from_proto,
-    submit_result_from_proto,
+    submit_result_response,
 )
 
 router = APIRouter(
@@ -119,7 +126,7 @@ async def get_current_question(own: OwnSessionDep) -> Response:
     responses=problem_responses(409),
     summary="Answer the current question",
 )
-async def submit_answer(own: OwnSessionDep, body: SubmitAnswerBody, events: EventsDep) -> SubmitAnswerResult:
+async def submit_answer(own: OwnSessionDep, body: SubmitAnswerBody, events: EventsDep) -> Response:
     """Stores and scores the answer and returns the score and the next question.
 
     Safe to retry: resending the same ``idempotency_key`` returns the first result.
@@ -129,17 +136,17 @@ async def submit_answer(own: OwnSessionDep, body: SubmitAnswerBody, events: Even
     """
     session_id = own.session_id
     response = await own.orchestrator.submit_answer(session_id, body.item_id, body.answer, body.idempotency_key)
-    result = submit_result_from_proto(response)
+    result = submit_result_json(response)
+    # Encoded first: the events carry the same translation, and a local event bus
+    # hands the very dicts to the streams.
+    reply = submit_result_response(result)
+    news = [(ANSWER_SCORED, answer_scored_payload(result, body.item_id, body.idempotency_key))]
+    if result["next_question"] is not None:
+        news.append((QUESTION_READY, result["next_question"]))
     # A retry publishes again: the page keys results by idempotency_key, so a
     # repeat changes nothing there, and a page whose response was lost gets it now.
-    await events.publish(
-        session_id,
-        "answer_scored",
-        {"item_id": body.item_id, "idempotency_key": body.idempotency_key, **result.model_dump(mode="json")},
-    )
-    if result.next_question is not None:
-        await events.publish(session_id, "question_ready", result.next_question.model_dump(mode="json"))
-    return result
+    await events.publish_all(session_id, news)
+    return reply
 
 
 @router.post("/{session_id}/finish", response_model=Session, responses=problem_responses(409), summary="Finish the interview")

@@ -252,3 +252,38 @@ def test_the_question_response_is_the_question_models_json(question: orchestrato
     response = question_response(question)
     assert response.media_type == "application/json"
     assert json.loads(response.body) == json.loads(question_from_proto(question).model_dump_json())
+
+
+_SCORE = common_pb2.Score(
+    value=0.75, confidence=0.9, feedback="Right range, wrong criterion.", evidence=["C2:C9"], signals=["formula"],
+    criteria=[common_pb2.CriterionResult(name="sums_east", met=True, weight=0.6, detail="East only")],
+    provenance=common_pb2.ScoreProvenance(model_name="answer_scorer", model_version="3", backend="triton"),
+    needs_review=True, review_reason="low confidence",
+)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        orchestrator_pb2.SubmitAnswerResponse(
+            answer_id="a1", score=_SCORE,
+            next_question=orchestrator_pb2.Question(item_id="mc", kind=common_pb2.QUESTION_KIND_MULTIPLE_CHOICE,
+                                                    options=["A", "B"], position=2, total=12),
+        ),
+        orchestrator_pb2.SubmitAnswerResponse(answer_id="a2", score=_SCORE, finished=True),
+        orchestrator_pb2.SubmitAnswerResponse(answer_id="a3", next_question=orchestrator_pb2.Question(item_id="f", kind=99)),
+        orchestrator_pb2.SubmitAnswerResponse(
+            answer_id="a4", score=common_pb2.Score(value=1.0),
+            next_question=orchestrator_pb2.Question(item_id="nan", kind=common_pb2.QUESTION_KIND_FORMULA,
+                                                    sheet=common_pb2.SampleSheet(name="S", rows=[_cells(float("nan"))])),
+        ),
+    ],
+    ids=["next-question", "finished", "unknown-kind", "nan"],
+)
+def test_the_submit_response_is_the_result_models_json(response: orchestrator_pb2.SubmitAnswerResponse) -> None:
+    from common.session_events import submit_result_json
+    from gateway.schemas import SubmitAnswerResult, submit_result_response
+
+    encoded = json.loads(submit_result_response(submit_result_json(response)).body)
+    assert encoded == json.loads(SubmitAnswerResult.model_validate(submit_result_json(response)).model_dump_json())
+    assert "needs_review" not in json.dumps(encoded)  # candidates never see review flags
