@@ -15,7 +15,7 @@ import re
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 import redis.asyncio as redis
@@ -78,12 +78,36 @@ class LruCache(Generic[K, V]):
         self._hits.inc()
         return value
 
+    def get_many(self, keys: Sequence[K]) -> list[V | None]:
+        """The values of many keys (None where missing), counted in the metrics once per call."""
+        data, found, hits = self._data, [], 0
+        for key in keys:
+            value = data.get(key)
+            if value is not None:
+                data.move_to_end(key)
+                hits += 1
+            found.append(value)
+        if hits:
+            self._hits.inc(hits)
+        if hits < len(found):
+            self._misses.inc(len(found) - hits)
+        return found
+
     def put(self, key: K, value: V) -> None:
         """Stores a value, evicting the least recently used beyond capacity."""
         self._data[key] = value
         self._data.move_to_end(key)
         while len(self._data) > self._capacity:
             self._data.popitem(last=False)
+
+    def put_many(self, entries: Iterable[tuple[K, V]]) -> None:
+        """Stores many values; the least recently used beyond capacity are evicted once, at the end."""
+        data = self._data
+        for key, value in entries:
+            data[key] = value
+            data.move_to_end(key)
+        while len(data) > self._capacity:
+            data.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from scorer import guards
-from scorer.grading import PreparedAnswer
+from scorer.grading import Criterion, PreparedAnswer
 from scorer.judge import SIGNAL, JudgeResult, combine
 from xlinterview.v1 import common_pb2
 
@@ -85,11 +85,7 @@ def guarded(answer_id: str, rubric: common_pb2.TextRubric, screened: Screened) -
         raise ValueError("guarded() needs a guard verdict")
     prepared = PreparedAnswer(answer_id=answer_id, rule_score=0.0, signals=[verdict.signal])
     for criterion in rubric.criteria:
-        prepared.criteria.append(
-            common_pb2.CriterionResult(
-                name=criterion.name, met=False, weight=criterion.weight, detail=f"not graded: {verdict.reason}"
-            )
-        )
+        prepared.criteria.append(Criterion(criterion.name, False, criterion.weight, f"not graded: {verdict.reason}"))
     prepared.evidence.append(f"scored 0 by rule ({verdict.code}): {verdict.reason}")
     if screened.similarity is not None:
         prepared.evidence.append(

@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,7 +35,20 @@ MAX_VALUE_CHARS = 120
 RULE_KINDS = frozenset({common_pb2.QUESTION_KIND_MULTIPLE_CHOICE, common_pb2.QUESTION_KIND_NUMERIC})
 
 
-@dataclass
+class Criterion(NamedTuple):
+    """One criterion's result, as the score's ``CriterionResult`` will carry it.
+
+    A plain tuple until the score is written: building the protobuf message once, in
+    place inside the score, is several times cheaper than building it and copying it in.
+    """
+
+    name: str
+    met: bool
+    weight: float
+    detail: str
+
+
+@dataclass(slots=True)
 class PreparedAnswer:
     """An answer after feature extraction, waiting for its model score (if it needs one).
 
@@ -50,9 +64,9 @@ class PreparedAnswer:
     """
 
     answer_id: str
-    features: np.ndarray | None = None
+    features: Sequence[float] | None = None
     rule_score: float | None = None
-    criteria: list[common_pb2.CriterionResult] = field(default_factory=list)
+    criteria: list[Criterion] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)
     signals: list[str] = field(default_factory=list)
@@ -71,22 +85,22 @@ def sheet_rows(sheet: common_pb2.SampleSheet) -> list[list[core_rs.Cell]]:
     return rows
 
 
+def _format_cell(cell: core_rs.Cell) -> str:
+    if cell is None:
+        return "(empty)"
+    if isinstance(cell, bool):
+        return "TRUE" if cell else "FALSE"
+    if isinstance(cell, float):
+        return f"{cell:.15g}"
+    return str(cell)
+
+
 def format_value(value: Sequence[Sequence[core_rs.Cell]]) -> str:
     """Renders a formula result the way Excel writes array constants: ``{1,2;3,4}``."""
-
-    def one(cell: core_rs.Cell) -> str:
-        if cell is None:
-            return "(empty)"
-        if isinstance(cell, bool):
-            return "TRUE" if cell else "FALSE"
-        if isinstance(cell, float):
-            return f"{cell:.15g}"
-        return str(cell)
-
     if len(value) == 1 and len(value[0]) == 1:
-        text = one(value[0][0])
+        text = _format_cell(value[0][0])
     else:
-        text = "{" + ";".join(",".join(one(c) for c in row) for row in value) + "}"
+        text = "{" + ";".join(",".join(map(_format_cell, row)) for row in value) + "}"
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -177,66 +191,62 @@ def prepare(
 
 
 def _prepared_formula(answer_id: str, grade: core_rs.FormulaGrade) -> PreparedAnswer:
-    prepared = PreparedAnswer(answer_id=answer_id, signals=[SIGNAL_FORMULA])
-    prepared.features = np.asarray(grade.features, dtype=np.float32)
-    prepared.criteria.append(
-        common_pb2.CriterionResult(
-            name="valid formula",
-            met=grade.parses,
-            weight=1.0,
-            detail="parses" if grade.parses else f"{grade.error} (at character {grade.error_position})",
-        )
-    )
+    # Runs once per formula answer of every bulk stream: each attribute of the grade is read
+    # once (core_rs builds a fresh Python object per read) and each list is built whole.
     if not grade.parses:
-        prepared.feedback.append(f"Your formula could not be read: {grade.error}.")
-        return prepared
+        error = grade.error
+        return PreparedAnswer(
+            answer_id,
+            grade.features,
+            criteria=[Criterion("valid formula", False, 1.0, f"{error} (at character {grade.error_position})")],
+            feedback=[f"Your formula could not be read: {error}."],
+            signals=[SIGNAL_FORMULA],
+        )
     candidate, expected = format_value(grade.candidate_value), format_value(grade.reference_value)
-    prepared.evidence.append(f"your formula returns {candidate} on the sample sheet; expected {expected}")
-    if grade.functions_used:
-        prepared.evidence.append("functions used: " + ", ".join(grade.functions_used))
-    if grade.variants_checked:
-        prepared.evidence.append(
-            f"matches the expected result on {sum(grade.variant_matches)} of {grade.variants_checked} "
+    values_match, hardcoded = grade.values_match, grade.hardcoded
+    functions_used, variants_checked = grade.functions_used, grade.variants_checked
+    evidence = [f"your formula returns {candidate} on the sample sheet; expected {expected}"]
+    if functions_used:
+        evidence.append("functions used: " + ", ".join(functions_used))
+    if variants_checked:
+        evidence.append(
+            f"matches the expected result on {sum(grade.variant_matches)} of {variants_checked} "
             "hidden variants of the sheet"
         )
-    prepared.criteria.append(
-        common_pb2.CriterionResult(
-            name="correct result", met=grade.values_match, weight=1.0, detail=f"{candidate} vs {expected}"
-        )
-    )
-    prepared.criteria.append(
-        common_pb2.CriterionResult(
-            name="computed from the sheet",
-            met=not grade.hardcoded,
-            weight=1.0,
-            detail="the formula references no cells" if grade.hardcoded else "references cells of the sheet",
-        )
-    )
-    if grade.hardcoded:
-        prepared.feedback.append("The result is typed in as a constant; the formula must compute it from the sheet.")
-    elif grade.values_match:
-        prepared.feedback.append(f"Correct: your formula returns {candidate}.")
+    criteria = [
+        _PARSES,
+        Criterion("correct result", values_match, 1.0, f"{candidate} vs {expected}"),
+        _HARDCODED if hardcoded else _FROM_SHEET,
+    ]
+    if hardcoded:
+        feedback = [_CONSTANT_FEEDBACK]
+    elif values_match:
+        feedback = [f"Correct: your formula returns {candidate}."]
     elif grade.sample_match:
-        prepared.feedback.append(
+        feedback = [
             f"Your formula returns {candidate} on this sheet, but not the expected result when the data changes."
-        )
+        ]
     else:
-        prepared.feedback.append(f"Your formula returns {candidate}, but the expected result is {expected}.")
-        missing = sorted(set(grade.reference_functions) - set(grade.functions_used))
+        feedback = [f"Your formula returns {candidate}, but the expected result is {expected}."]
+        missing = sorted(set(grade.reference_functions).difference(functions_used))
         if missing:
-            prepared.feedback.append("A solution could use " + ", ".join(missing) + ".")
-    return prepared
+            feedback.append("A solution could use " + ", ".join(missing) + ".")
+    return PreparedAnswer(answer_id, grade.features, None, criteria, evidence, feedback, [SIGNAL_FORMULA])
+
+
+# The criteria every parsing formula shares, built once (a Criterion is immutable).
+_PARSES = Criterion("valid formula", True, 1.0, "parses")
+_HARDCODED = Criterion("computed from the sheet", False, 1.0, "the formula references no cells")
+_FROM_SHEET = Criterion("computed from the sheet", True, 1.0, "references cells of the sheet")
+_CONSTANT_FEEDBACK = "The result is typed in as a constant; the formula must compute it from the sheet."
 
 
 def _prepared_text(answer_id: str, rubric: common_pb2.TextRubric, feats: core_rs.TextFeatures) -> PreparedAnswer:
-    prepared = PreparedAnswer(answer_id=answer_id, signals=[SIGNAL_TEXT])
-    prepared.features = np.asarray(feats.features, dtype=np.float32)
+    prepared = PreparedAnswer(answer_id=answer_id, features=feats.features, signals=[SIGNAL_TEXT])
     covered, missed = [], []
     for criterion, hit, terms in zip(rubric.criteria, feats.criteria_hits, feats.matched_terms, strict=True):
         detail = "mentions " + ", ".join(f'"{t}"' for t in terms) if hit else "not mentioned"
-        prepared.criteria.append(
-            common_pb2.CriterionResult(name=criterion.name, met=hit, weight=criterion.weight, detail=detail)
-        )
+        prepared.criteria.append(Criterion(criterion.name, hit, criterion.weight, detail))
         (covered if hit else missed).append(criterion.name)
     prepared.evidence.append(
         f"concept coverage {feats.concept_coverage:.0%}, reference word recall {feats.reference_recall:.0%}, "
@@ -278,9 +288,7 @@ def _prepared_choice(answer_id: str, choice: common_pb2.ChoiceSpec, text: str) -
         raise InvalidArgument(f"answer {answer_id!r}: option {picked} does not exist")
     correct = picked == choice.correct_index
     prepared = PreparedAnswer(answer_id=answer_id, rule_score=1.0 if correct else 0.0, signals=[SIGNAL_CHOICE])
-    prepared.criteria.append(
-        common_pb2.CriterionResult(name="correct option", met=correct, weight=1.0, detail=choice.options[picked])
-    )
+    prepared.criteria.append(Criterion("correct option", correct, 1.0, choice.options[picked]))
     prepared.evidence.append(f"chose option {picked + 1}: {choice.options[picked]}")
     prepared.feedback.append("Correct." if correct else f"Not quite: the answer is \"{choice.options[choice.correct_index]}\".")
     return prepared
@@ -323,11 +331,8 @@ def _prepared_numeric(answer_id: str, spec: common_pb2.NumericSpec, text: str) -
     margin = f"within ±{format_decimal(allowed)}{unit}" if allowed else "exactly"
     prepared = PreparedAnswer(answer_id=answer_id, rule_score=1.0 if correct else 0.0, signals=[SIGNAL_NUMERIC])
     prepared.criteria.append(
-        common_pb2.CriterionResult(
-            name="correct value",
-            met=correct,
-            weight=1.0,
-            detail=f"{given} is {format_decimal(distance)} from {wanted}; accepted {margin}",
+        Criterion(
+            "correct value", correct, 1.0, f"{given} is {format_decimal(distance)} from {wanted}; accepted {margin}"
         )
     )
     prepared.evidence.append(parsed.understood())
@@ -353,6 +358,116 @@ def model_label(model_name: str, model_version: str, origin: str) -> str:
     return f"{kind}:{model_name}@{model_version}"
 
 
+class ScoreWriter:
+    """Writes the scores of answers to one item that one model run (or a rule) scored.
+
+    What all those scores share (provenance and signals) is built once per run, as a template
+    copied into each score in one call, and each score is written in place into a message the
+    caller owns (e.g. the ``score`` of a response), so a batch of answers is not copied again.
+
+    Args:
+        item: The item graded.
+        model_name: The scoring model's name ("" when only rules score).
+        model_version: The version that produced the model scores.
+        other_models: Further models that fed the scores, as ``name:version``.
+        origin: The scoring model's ``origin`` (see :func:`model_label`).
+        review_confidence: A model score whose confidence is below this needs review.
+    """
+
+    __slots__ = ("_rule_provenance", "_model_provenance", "_model_signals", "_review_confidence", "_templates")
+
+    def __init__(
+        self,
+        item: common_pb2.ScoringItem,
+        model_name: str = "",
+        model_version: str = "",
+        other_models: Sequence[str] = (),
+        origin: str = "",
+        review_confidence: float = 0.0,
+    ) -> None:
+        rubric_version, code_version = f"{item.item_id}@v{item.item_version}", f"xlinterview {CODE_VERSION}"
+        self._rule_provenance = common_pb2.ScoreProvenance(
+            rubric_version=rubric_version, code_version=code_version, backend="rule"
+        )
+        self._model_provenance = common_pb2.ScoreProvenance(
+            rubric_version=rubric_version,
+            code_version=code_version,
+            backend="triton",
+            model_name=model_name,
+            model_version=model_version,
+            models=[f"{model_name}:{model_version}", *other_models],
+        )
+        self._model_signals = (f"triton.{model_name}", model_label(model_name, model_version, origin))
+        self._review_confidence = review_confidence
+        # (the answer's own signals, the confidence signal or None for a rule) -> a Score holding
+        # only the provenance and the full signal list; answers of one run share a few such keys.
+        self._templates: dict[tuple[tuple[str, ...], str | None], common_pb2.Score] = {}
+
+    def _template(self, signals: Sequence[str], confidence_signal: str | None) -> common_pb2.Score:
+        key = (tuple(signals), confidence_signal)
+        template = self._templates.get(key)
+        if template is None:
+            if confidence_signal is None:
+                template = common_pb2.Score(signals=key[0], provenance=self._rule_provenance)
+            else:
+                template = common_pb2.Score(
+                    signals=[*key[0], *self._model_signals, confidence_signal], provenance=self._model_provenance
+                )
+            self._templates[key] = template
+        return template
+
+    def write(
+        self,
+        prepared: PreparedAnswer,
+        model_score: float | None,
+        calibrated: float | None = None,
+        into: common_pb2.Score | None = None,
+    ) -> common_pb2.Score:
+        """Writes one answer's score; ``model_score`` is required unless a rule decided it.
+
+        Args:
+            prepared: The answer's features and findings.
+            model_score: The scoring model's output, or None for a rule-decided answer.
+            calibrated: The model's calibrated confidence, when it has one; otherwise the
+                confidence is the score's margin from 0.5 and is labelled uncalibrated.
+            into: A Score to write into (whatever it held is replaced); None writes a new one.
+
+        Returns:
+            The score written (``into`` when given).
+        """
+        review = prepared.review
+        score = common_pb2.Score() if into is None else into
+        if prepared.rule_score is not None:
+            value, confidence = prepared.rule_score, 1.0
+            score.CopyFrom(self._template(prepared.signals, None))
+        elif model_score is None:
+            raise ValueError("a model-scored answer needs its model score")
+        else:
+            value = float(min(1.0, max(0.0, model_score)))
+            if calibrated is None:
+                # A margin from the decision boundary, not a probability; signal and review reason say so.
+                confidence, confidence_signal, kind = abs(2.0 * value - 1.0), SIGNAL_CONFIDENCE, "uncalibrated margin"
+            else:
+                confidence, confidence_signal, kind = float(min(1.0, max(0.0, calibrated))), SIGNAL_CALIBRATED, "calibrated"
+            score.CopyFrom(self._template(prepared.signals, confidence_signal))
+            if confidence < self._review_confidence:
+                review = [
+                    *review,
+                    f"confidence {confidence:.2f} ({kind}) is below the review threshold {self._review_confidence:.2f}",
+                ]
+        score.value = value
+        score.confidence = confidence
+        score.feedback = " ".join(prepared.feedback)
+        add = score.criteria.add
+        for name, met, weight, detail in prepared.criteria:
+            add(name=name, met=met, weight=weight, detail=detail)
+        score.evidence.extend(prepared.evidence)
+        if review:
+            score.needs_review = True
+            score.review_reason = "; ".join(review)
+        return score
+
+
 def finish(
     item: common_pb2.ScoringItem,
     prepared: PreparedAnswer,
@@ -364,7 +479,7 @@ def finish(
     review_confidence: float = 0.0,
     calibrated: float | None = None,
 ) -> common_pb2.Score:
-    """Builds the Score message; ``model_score`` is required unless a rule decided the score.
+    """Builds one answer's Score message; ``model_score`` is required unless a rule decided the score.
 
     Args:
         item: The item graded.
@@ -378,39 +493,5 @@ def finish(
         calibrated: The model's calibrated confidence, when it has one; otherwise the
             confidence is the score's margin from 0.5 and is labelled uncalibrated.
     """
-    provenance = common_pb2.ScoreProvenance(
-        rubric_version=f"{item.item_id}@v{item.item_version}",
-        code_version=f"xlinterview {CODE_VERSION}",
-    )
-    signals = list(prepared.signals)
-    review = list(prepared.review)
-    if prepared.rule_score is not None:
-        value, confidence = prepared.rule_score, 1.0
-        provenance.backend = "rule"
-    else:
-        if model_score is None:
-            raise ValueError("a model-scored answer needs its model score")
-        value = float(min(1.0, max(0.0, model_score)))
-        if calibrated is None:
-            # A margin from the decision boundary, not a probability; signal and review reason say so.
-            confidence, confidence_signal, kind = abs(2.0 * value - 1.0), SIGNAL_CONFIDENCE, "uncalibrated margin"
-        else:
-            confidence, confidence_signal, kind = float(min(1.0, max(0.0, calibrated))), SIGNAL_CALIBRATED, "calibrated"
-        provenance.backend = "triton"
-        provenance.model_name = model_name
-        provenance.model_version = model_version
-        provenance.models.extend([f"{model_name}:{model_version}", *other_models])
-        signals += [f"triton.{model_name}", model_label(model_name, model_version, origin), confidence_signal]
-        if confidence < review_confidence:
-            review.append(f"confidence {confidence:.2f} ({kind}) is below the review threshold {review_confidence:.2f}")
-    return common_pb2.Score(
-        value=value,
-        confidence=confidence,
-        feedback=" ".join(prepared.feedback),
-        criteria=prepared.criteria,
-        evidence=prepared.evidence,
-        signals=signals,
-        provenance=provenance,
-        needs_review=bool(review),
-        review_reason="; ".join(review),
-    )
+    writer = ScoreWriter(item, model_name, model_version, other_models, origin, review_confidence)
+    return writer.write(prepared, model_score, calibrated)

@@ -31,15 +31,22 @@ MAX_ANSWERS_PER_BATCH = 10_000
 # more than it saves. Above it core_rs (which releases the GIL) runs in a worker thread
 # so the loop keeps building and sending other responses meanwhile.
 THREAD_MIN_ANSWERS = 64
+# Grading one formula (about 85 µs in core_rs) already outweighs a thread hop (tens of µs of
+# the loop's time), and grading a coalesced group of unary requests inline would stall every
+# other call for milliseconds; so formulas leave the loop from this many answers on.
+FORMULA_THREAD_MIN_ANSWERS = 2
 # Requests with fewer fresh answers than this (unary Score) are merged with concurrent
 # requests for the same item; larger ones (stream messages) are batches already.
 COALESCE_BELOW_ANSWERS = 64
 CODE = f"xlinterview {CODE_VERSION}"
 
-_Run = Callable[[list[int]], Awaitable[tuple[list[common_pb2.Score], list[str]]]]
+# Scores travel inside their responses (answer id + score) from the moment they are
+# written: a Score built on its own and then put into a response is copied, at about as much
+# cost again as building it.
+_Results = tuple[list[scorer_pb2.ScoreResponse], list[str]]
+_Run = Callable[[list[int]], Awaitable[_Results]]
 _FreshRun = Callable[
-    [common_pb2.ScoringItem, str, Sequence[scorer_pb2.AnswerInput], float | None, str],
-    Awaitable[tuple[list[common_pb2.Score], list[str]]],
+    [common_pb2.ScoringItem, str, Sequence[scorer_pb2.AnswerInput], float | None, str], Awaitable[_Results]
 ]
 
 ANSWERS = Counter("xli_scorer_answers_total", "Answers scored", ["kind", "source"])
@@ -98,7 +105,7 @@ class _Coalescer:
         answers: Sequence[scorer_pb2.AnswerInput],
         deadline: float | None,
         model_version: str,
-    ) -> tuple[list[common_pb2.Score], list[str]]:
+    ) -> _Results:
         key = (digest, model_version)
         loop = asyncio.get_running_loop()
         group = self._groups.get(key)
@@ -126,7 +133,7 @@ class _Coalescer:
         deadline = None if None in group.deadlines else max(d for d in group.deadlines if d is not None)
         task = asyncio.create_task(self._run(group.item, key[0], group.answers, deadline, key[1]))
 
-        def deliver(done: asyncio.Task[tuple[list[common_pb2.Score], list[str]]]) -> None:
+        def deliver(done: asyncio.Task[_Results]) -> None:
             self._passes[key] -= 1
             if not self._passes[key]:
                 del self._passes[key]
@@ -148,7 +155,7 @@ class _Coalescer:
         task.add_done_callback(deliver)
 
 
-_Waiter = asyncio.Future[tuple[list[common_pb2.Score], list[str]]]
+_Waiter = asyncio.Future[_Results]
 
 
 @dataclasses.dataclass
@@ -249,6 +256,7 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         answers: Sequence[scorer_pb2.AnswerInput],
         deadline: float | None = None,
         model_version: str = "",
+        into: scorer_pb2.ScoreBatchResponse | None = None,
     ) -> list[scorer_pb2.ScoreResponse]:
         """Scores answers to one item; each model is called once for all that need it.
 
@@ -257,22 +265,22 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             answers: Its answers.
             deadline: Caller's deadline on the event loop's clock.
             model_version: ``answer_scorer`` version; "" for the newest.
+            into: An empty batch response the responses may be written into, in order, when
+                they are all written at once (saves copying them there); it stays empty otherwise.
 
         Returns:
-            One response per answer, in order.
+            One response per answer, in order (``into``'s results when they were written there).
         """
         started = time.perf_counter()
         kind = _KIND_LABEL.get(item.kind, "unknown")
         grading.validate(item, [a.text for a in answers], self._max_answer_chars)
         if item.kind in grading.RULE_KINDS:
-            scores = [
-                grading.finish(item, p, None, "", "") for p in grading.prepare(item, answers)
-            ]
-            _ANSWERS_BY[kind, "rule"].inc(len(scores))
+            results = _write(grading.ScoreWriter(item), grading.prepare(item, answers), into=into)
+            _ANSWERS_BY[kind, "rule"].inc(len(results))
         else:
-            scores = await self._grade_with_models(item, answers, deadline, model_version)
+            results = await self._grade_with_models(item, answers, deadline, model_version, into)
         _GRADE_SECONDS_BY[kind].observe(time.perf_counter() - started)
-        return [_response(a.answer_id, s) for a, s in zip(answers, scores, strict=True)]
+        return results
 
     async def _grade_with_models(
         self,
@@ -280,10 +288,11 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         answers: Sequence[scorer_pb2.AnswerInput],
         deadline: float | None,
         model_version: str,
-    ) -> list[common_pb2.Score]:
+        into: scorer_pb2.ScoreBatchResponse | None,
+    ) -> list[scorer_pb2.ScoreResponse]:
         kind = _KIND_LABEL[item.kind]
         digest = item_digest(item)
-        scores: list[common_pb2.Score | None] = [None] * len(answers)
+        scores: list[scorer_pb2.ScoreResponse | None] = [None] * len(answers)
         keys: list[str] = []
         if self._cache is not None:
             versions = await self._model_versions(item, model_version)
@@ -293,14 +302,18 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             for index, cached in enumerate(await self._cache.get_many(keys)):
                 if cached is not None:
                     cached.signals.append(SIGNAL_CACHE)
-                    scores[index] = cached
+                    scores[index] = scorer_pb2.ScoreResponse(answer_id=answers[index].answer_id, score=cached)
             _ANSWERS_BY[kind, "cache"].inc(sum(s is not None for s in scores))
         todo = [i for i, s in enumerate(scores) if s is None]
         if todo:
             # Small requests (unary Score) are merged with concurrent ones for the same item;
             # stream messages are already batches.
-            score = self._coalescer.submit if len(todo) < COALESCE_BELOW_ANSWERS else self._score_fresh
-            fresh, versions = await score(item, digest, [answers[i] for i in todo], deadline, model_version)
+            fresh_answers = [answers[i] for i in todo]
+            if len(todo) < COALESCE_BELOW_ANSWERS:
+                fresh, versions = await self._coalescer.submit(item, digest, fresh_answers, deadline, model_version)
+            else:
+                whole = into if len(todo) == len(answers) else None  # in order only without cache hits
+                fresh, versions = await self._score_fresh(item, digest, fresh_answers, deadline, model_version, whole)
             for index, score in zip(todo, fresh, strict=True):
                 scores[index] = score
             _ANSWERS_BY[kind, "model"].inc(len(todo))
@@ -314,9 +327,8 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
                         for a in answers
                     ]
                 # A score the judge should have fed but did not is not kept: the next request may get it.
-                self._cache.put_many(
-                    [(put_keys[i], scores[i]) for i in todo if not _degraded(scores[i])]  # type: ignore[misc,arg-type]
-                )
+                fresh_scores = [(put_keys[i], scores[i].score) for i in todo]  # type: ignore[union-attr]
+                self._cache.put_many([(key, score) for key, score in fresh_scores if not _degraded(score)])
         return scores  # type: ignore[return-value]
 
     def _models_for(self, item: common_pb2.ScoringItem) -> list[_TritonModel]:
@@ -347,13 +359,15 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             if len(answers) >= THREAD_MIN_ANSWERS:
                 return await asyncio.to_thread(grading.prepare, item, answers)
             return grading.prepare(item, answers)
-        grades = [self._formulas.get((digest, answer.text)) for answer in answers]
+        keys = [(digest, answer.text) for answer in answers]
+        grades = self._formulas.get_many(keys)
         missing = [index for index, grade in enumerate(grades) if grade is None]
         if missing:
-            texts = [answers[index].text for index in missing]
-            for index, text, grade in zip(missing, texts, await self._grade_formulas(item, digest, texts), strict=True):
-                self._formulas.put((digest, text), grade)
+            texts = [keys[index][1] for index in missing]
+            graded = await self._grade_formulas(item, digest, texts)
+            for index, grade in zip(missing, graded, strict=True):
                 grades[index] = grade
+            self._formulas.put_many(zip([keys[index] for index in missing], graded))
         return grading.prepare(item, answers, grades)  # type: ignore[arg-type]
 
     async def _grade_formulas(
@@ -361,15 +375,15 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
     ) -> list[core_rs.FormulaGrade]:
         """core_rs grades of formulas on the item's prepared sheet, which is built once and kept.
 
-        core_rs grades on its own threads with the GIL released, but the calling thread waits:
-        a large batch waits in a worker thread so the event loop keeps serving other calls,
-        a small one on the loop itself, which costs the loop less than handing it over.
+        core_rs grades with the GIL released, but the calling thread waits: all but a single
+        answer wait in a worker thread so the event loop keeps serving other calls meanwhile
+        (see ``FORMULA_THREAD_MIN_ANSWERS``).
         """
         sheet = self._sheets.get(digest)
         if sheet is None:
             sheet = await asyncio.to_thread(grading.formula_sheet, item)
             self._sheets.put(digest, sheet)
-        if len(texts) >= THREAD_MIN_ANSWERS:
+        if len(texts) >= FORMULA_THREAD_MIN_ANSWERS:
             return await asyncio.to_thread(sheet.grade_many, texts)
         return sheet.grade_many(texts)
 
@@ -423,18 +437,23 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         answers: Sequence[scorer_pb2.AnswerInput],
         deadline: float | None,
         model_version: str,
-    ) -> tuple[list[common_pb2.Score], list[str]]:
-        """Scores answers through the models; returns the scores and the models' ``name:version``.
+        into: scorer_pb2.ScoreBatchResponse | None = None,
+    ) -> _Results:
+        """Scores answers through the models; returns the responses and the models' ``name:version``.
 
         Free-text answers are screened first (:mod:`scorer.free_text`): answers a guard stops
         are scored 0 by rule and never reach a model; the rest are scored on their text without
         any passage addressed to the grader, and the optional LLM judge is folded in.
+
+        ``into`` is as in :meth:`grade`; free-text responses are never written there (guarded
+        answers are scored after the others, out of order).
         """
         if item.kind != common_pb2.QUESTION_KIND_FREE_TEXT:
             prepared = await self._prepare(item, digest, answers)
-            return await self._run_model(item, prepared, np.zeros(len(prepared), np.float32), [], deadline, model_version)
+            zeros = np.zeros(len(prepared), np.float32)
+            return await self._run_model(item, prepared, zeros, [], deadline, model_version, into)
         screened = [free_text.screen(item, a.text) for a in answers]
-        scores: list[common_pb2.Score | None] = [None] * len(answers)
+        scores: list[scorer_pb2.ScoreResponse | None] = [None] * len(answers)
         todo = [i for i, s in enumerate(screened) if s.verdict is None]
         versions: list[str] = []
         if todo:
@@ -460,19 +479,20 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
                     for task in judging:
                         task.cancel()
                     raise
-                for j, score, outcome in zip(keep, model_scores, await asyncio.gather(*judging), strict=True):
+                for j, result, outcome in zip(keep, model_scores, await asyncio.gather(*judging), strict=True):
                     scale_max = self._judge.scale_max if self._judge is not None else 1.0
-                    free_text.apply_judge(score, outcome, scale_max, self._judge_tolerance)
-                    scores[todo[j]] = score
+                    free_text.apply_judge(result.score, outcome, scale_max, self._judge_tolerance)
+                    scores[todo[j]] = result
+        rules = grading.ScoreWriter(item)
         for index, screen in enumerate(screened):
             if scores[index] is None:
-                prepared_zero = free_text.guarded(answers[index].answer_id, item.rubric, screen)
-                zero = grading.finish(item, prepared_zero, None, "", "")
+                (result,) = _write(rules, [free_text.guarded(answers[index].answer_id, item.rubric, screen)])
+                zero = result.score
                 if screen.similarity is not None:
                     # The off-topic rule read a model's similarity: the score names that model.
                     zero.provenance.models.extend(measured_by)
                     zero.signals.extend(f"triton.{m.split(':')[0]}" for m in measured_by)
-                scores[index] = zero
+                scores[index] = result
         return scores, versions  # type: ignore[return-value]
 
     async def _measure_hand_set(self, batch: _TextBatch) -> tuple[np.ndarray | None, _Run, list[str]]:
@@ -481,7 +501,7 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         item, prepared, deadline = batch.item, batch.prepared, batch.deadline
         similarity, on_topic, other_models = await self._similarity(item, batch.digest, prepared, batch.texts, deadline)
 
-        async def run(keep: list[int]) -> tuple[list[common_pb2.Score], list[str]]:
+        async def run(keep: list[int]) -> _Results:
             chosen = [prepared[j] for j in keep]
             return await self._run_model(item, chosen, similarity[keep], other_models, deadline, batch.model_version)
 
@@ -505,19 +525,14 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             grading.add_similarity(answer, float(max(0.0, value)), f"triton.{text_features.name}")
         other_models = [f"{text_features.name}:{features_version}"]
 
-        async def run(keep: list[int]) -> tuple[list[common_pb2.Score], list[str]]:
+        async def run(keep: list[int]) -> _Results:
             values, confidences, version = await text_model.score(features[keep], deadline, model_version)
             if not model_version:
                 self._versions[text_model.name] = version
             origin = await self._origin(text_model.name)
-            scores = [
-                grading.finish(
-                    item, prepared[j], float(v), text_model.name, version, other_models, origin,
-                    self._review_confidence, calibrated=float(c),
-                )
-                for j, v, c in zip(keep, values, confidences, strict=True)
-            ]
-            return scores, [f"{text_model.name}:{version}", *other_models]
+            writer = grading.ScoreWriter(item, text_model.name, version, other_models, origin, self._review_confidence)
+            results = _write(writer, [prepared[j] for j in keep], values.tolist(), confidences.tolist())
+            return results, [f"{text_model.name}:{version}", *other_models]
 
         return on_topic, run, other_models
 
@@ -529,20 +544,16 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
         other_models: list[str],
         deadline: float | None,
         model_version: str,
-    ) -> tuple[list[common_pb2.Score], list[str]]:
-        """Runs feature rows through ``answer_scorer`` and builds their scores."""
-        features = np.stack([p.features for p in prepared if p.features is not None])
+        into: scorer_pb2.ScoreBatchResponse | None = None,
+    ) -> _Results:
+        """Runs feature rows through ``answer_scorer`` and builds their scores (in ``into``, if given)."""
+        features = np.array([p.features for p in prepared if p.features is not None], dtype=np.float32)
         values, version = await self._model.score(features, similarity, deadline, model_version)
         if not model_version:
             self._versions[self._model.name] = version
         origin = await self._origin(self._model.name)
-        scores = [
-            grading.finish(
-                item, p, float(v), self._model.name, version, other_models, origin, self._review_confidence
-            )
-            for p, v in zip(prepared, values, strict=True)
-        ]
-        return scores, [f"{self._model.name}:{version}", *other_models]
+        writer = grading.ScoreWriter(item, self._model.name, version, other_models, origin, self._review_confidence)
+        return _write(writer, prepared, values.tolist(), into=into), [f"{self._model.name}:{version}", *other_models]
 
     async def _ask_judge(
         self, item: common_pb2.ScoringItem, text: str, deadline: float | None
@@ -588,8 +599,12 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             raise InvalidArgument(
                 f"batch {batch.batch_id!r} has {len(batch.answers)} answers; the limit is {MAX_ANSWERS_PER_BATCH}"
             )
-        results = await self.grade(batch.item, batch.answers, deadline, batch.model_version) if batch.answers else []
-        return scorer_pb2.ScoreBatchResponse(batch_id=batch.batch_id, results=results)
+        response = scorer_pb2.ScoreBatchResponse(batch_id=batch.batch_id)
+        if batch.answers:
+            results = await self.grade(batch.item, batch.answers, deadline, batch.model_version, into=response)
+            if not response.results:
+                response.results.extend(results)
+        return response
 
     async def ScoreStream(
         self, request_iterator: AsyncIterator[scorer_pb2.ScoreBatchRequest], context: grpc.aio.ServicerContext
@@ -631,11 +646,35 @@ class ScorerService(scorer_pb2_grpc.ScorerServicer):
             await self._cache.close()
 
 
-def _response(answer_id: str, score: common_pb2.Score) -> scorer_pb2.ScoreResponse:
-    """The response for one answer (``CopyFrom`` copies a score several times faster than the constructor)."""
-    response = scorer_pb2.ScoreResponse(answer_id=answer_id)
-    response.score.CopyFrom(score)
-    return response
+def _write(
+    writer: grading.ScoreWriter,
+    prepared: Sequence[grading.PreparedAnswer],
+    model_scores: Sequence[float] | None = None,
+    calibrated: Sequence[float] | None = None,
+    into: scorer_pb2.ScoreBatchResponse | None = None,
+) -> list[scorer_pb2.ScoreResponse]:
+    """One response per prepared answer, each score written in place (see :class:`grading.ScoreWriter`).
+
+    Args:
+        writer: Writes the scores.
+        prepared: The answers.
+        model_scores: Their model scores, in order; None when rules decide them all.
+        calibrated: Their calibrated confidences, in order, when the model has them.
+        into: An empty batch response to add the responses to; None makes them on their own.
+    """
+    results = []
+    write = writer.write
+    response = scorer_pb2.ScoreResponse if into is None else into.results.add
+    for index, answer in enumerate(prepared):
+        result = response(answer_id=answer.answer_id)
+        write(
+            answer,
+            None if model_scores is None else model_scores[index],
+            None if calibrated is None else calibrated[index],
+            result.score,
+        )
+        results.append(result)
+    return results
 
 
 def _item_json(item: common_pb2.ScoringItem) -> str:

@@ -226,6 +226,8 @@ class RowBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_inflight)
+        # Set while the worker waits, within a window, for more rows; resolved by the next arrival.
+        self._arrival: asyncio.Future[None] | None = None
 
     async def submit(self, rows: np.ndarray, deadline: float | None = None) -> tuple[np.ndarray, str]:
         """Runs rows through the model together with whatever else is waiting.
@@ -247,6 +249,7 @@ class RowBatcher:
             future: asyncio.Future[tuple[np.ndarray, str]] = loop.create_future()
             future.add_done_callback(lambda _, n=len(chunk): self._release(n))
             self._queue.put_nowait(_Entry(chunk, future, deadline))
+            _wake(self._arrival)
             futures.append(future)
         results = await asyncio.gather(*futures)
         if len(results) == 1:
@@ -263,33 +266,38 @@ class RowBatcher:
         self._pending -= n
         self._space.set()
 
-    async def _next(self, timeout: float | None) -> _Entry | None:
-        if self._carry is not None:
-            entry, self._carry = self._carry, None
-            return entry
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if timeout is None:
-            return await self._queue.get()
-        if timeout <= 0:
-            return None
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return None
+    async def _arrived(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` for rows to be queued; whether any are.
+
+        A future woken by :meth:`submit` and one timer: ``asyncio.wait_for`` on the queue
+        would start a task and raise on every window that passes without more rows, which
+        is most windows once concurrent requests are merged before they get here.
+        """
+        if self._queue.empty() and timeout > 0:
+            loop = asyncio.get_running_loop()
+            arrival = self._arrival = loop.create_future()
+            timer = loop.call_later(timeout, _wake, arrival)
+            try:
+                await arrival
+            finally:
+                timer.cancel()
+                self._arrival = None
+        return not self._queue.empty()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()
-            first = await self._next(None)
-            assert first is not None
+            if self._carry is not None:
+                first, self._carry = self._carry, None
+            else:
+                first = await self._queue.get()
             batch, rows = [first], len(first.rows)
             closes = loop.time() + self._window_s
             while rows < self._max_rows:
-                entry = await self._next(closes - loop.time())
-                if entry is None:
+                if not await self._arrived(closes - loop.time()):
                     break
+                entry = self._queue.get_nowait()
                 if rows + len(entry.rows) > self._max_rows:
                     self._carry = entry
                     break
@@ -341,6 +349,11 @@ class RowBatcher:
         for task in [self._worker, *self._inflight]:
             if task is not None:
                 task.cancel()
+
+
+def _wake(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class _TritonModel:

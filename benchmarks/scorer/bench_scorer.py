@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import grpc
@@ -163,6 +163,33 @@ async def bench_stream(
 UnaryRun = tuple[int, float, list[float]]
 
 
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU seconds (user + system) a process, or one of its threads, has used so far (Linux /proc)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU a server spends per call: the whole process and its main (event-loop) thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.total, self.loop, self.calls = pid, 0.0, 0.0, 0
+
+    async def run(self, load: Awaitable[UnaryRun]) -> UnaryRun:
+        """Awaits ``load`` (a :func:`bench_unary` call) and adds the CPU it cost this server."""
+        total, loop = cpu_seconds(self.pid), cpu_seconds(self.pid, self.pid)
+        result = await load
+        self.total += cpu_seconds(self.pid) - total
+        self.loop += cpu_seconds(self.pid, self.pid) - loop
+        self.calls += result[0]
+        return result
+
+    def per_call_us(self) -> tuple[float, float]:
+        """``(process, event-loop thread)`` CPU µs per call."""
+        return self.total / self.calls * 1e6, self.loop / self.calls * 1e6
+
+
 async def bench_unary(
     call: grpc.aio.UnaryUnaryMultiCallable, payloads: list[bytes], concurrency: int, seconds: float, first: int = 0
 ) -> UnaryRun:
@@ -283,9 +310,12 @@ def wait_port(address: str, timeout: float = 20.0) -> None:
 
 
 async def measure(
-    triton: TritonServer, scorer_address: str, echo_address: str, seconds: float
+    triton: TritonServer, scorer_address: str, echo_address: str, seconds: float, pids: tuple[int, int]
 ) -> tuple[list[tuple[str, str, str, str]], str]:
-    """Runs every phase; returns the table rows and the notes printed under the table."""
+    """Runs every phase; returns the table rows and the notes printed under the table.
+
+    ``pids`` are the scorer's and the echo server's processes, whose CPU per unary call is reported.
+    """
     fitem, titem = formula_item(), text_item()
     results: list[tuple[str, str, str, str]] = []
 
@@ -321,10 +351,11 @@ async def measure(
         # are shared) hits both servers alike; the same payloads and client code for both.
         echo_runs: list[UnaryRun] = []
         score_runs: list[UnaryRun] = []
+        score_cpu, echo_cpu = CpuMeter(pids[0]), CpuMeter(pids[1])
         for _ in range(2):
-            echo_runs.append(await bench_unary(raw_echo, payloads, 64, seconds / 2))
+            echo_runs.append(await echo_cpu.run(bench_unary(raw_echo, payloads, 64, seconds / 2)))
             sent = sum(calls for calls, _, _ in score_runs)  # never an answer twice: no cache helps
-            score_runs.append(await bench_unary(raw_score, payloads, 64, seconds / 2, first=sent))
+            score_runs.append(await score_cpu.run(bench_unary(raw_score, payloads, 64, seconds / 2, first=sent)))
         echo_rate, echo_p50, echo_p99 = summarise(echo_runs)
         unary_rate, unary_p50, unary_p99 = summarise(score_runs)
         results.append(
@@ -378,7 +409,23 @@ async def measure(
         )
         free_text = await bench_stream(stub, titem, 64, max(4, int(seconds * 2)), lambda n, m: sentences(n, seed=100 + m))
         results.append(("ScoreStream, free text (text_features + answer_scorer_text, the default), 64 answers/message", f"{free_text:,.0f} answers/s", "end to end", ""))
-    return results, encoder_notes(local, enc)
+    return results, unary_notes(score_cpu, echo_cpu, core) + "\n\n" + encoder_notes(local, enc)
+
+
+def unary_notes(score: CpuMeter, echo: CpuMeter, core: float) -> str:
+    """Where a unary Score call's cost goes next to an echo call, from this run's CPU counters."""
+    (score_total, score_loop), (echo_total, echo_loop) = score.per_call_us(), echo.per_call_us()
+    return (
+        f"What a unary call costs: the scorer process used {score_total:,.0f} µs of CPU per Score call "
+        f"({score_loop:,.0f} µs on its event-loop thread), the echo server {echo_total:,.0f} µs per call "
+        f"({echo_loop:,.0f} µs on its loop). Both pay gRPC's own per-call work on the loop; a Score call "
+        f"adds grading one formula in core_rs (about {1e6 / core:,.0f} µs at this run's core_rs rate, in a "
+        "worker thread, so it overlaps the loop's work on the other core), decoding the item (its 41-row "
+        "sample sheet), building the score, and its share of a Triton call for the coalesced group. "
+        "Everything but core_rs runs on the one loop thread: at these costs the scorer's loop alone could "
+        f"serve at most {1e6 / score_loop:,.0f} calls/s and the echo's {1e6 / echo_loop:,.0f}, while the "
+        "client, Triton and core_rs share the other core."
+    )
 
 
 def encoder_notes(local: dict[str, float], triton: dict[str, float]) -> str:
@@ -438,7 +485,9 @@ def main() -> None:
         try:
             wait_serving(scorer_address, scorer)
             wait_port(echo_address)
-            results, notes = asyncio.run(measure(triton, scorer_address, echo_address, args.seconds))
+            results, notes = asyncio.run(
+                measure(triton, scorer_address, echo_address, args.seconds, (scorer.pid, echo.pid))
+            )
         finally:
             for process in (echo, scorer):
                 process.terminate()

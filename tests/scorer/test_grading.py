@@ -66,6 +66,44 @@ def test_model_score_carries_its_provenance(formula_item: common_pb2.ScoringItem
         grading.finish(formula_item, prepared, None, "answer_scorer", "1")
 
 
+def test_one_writer_writes_each_answer_as_its_own_finish_would(
+    formula_item: common_pb2.ScoringItem, choice_item: common_pb2.ScoringItem
+) -> None:
+    # One writer serves a whole model run and keeps templates of what its scores share; answers
+    # with other signals, rule-decided answers and calibrated confidences must not inherit another's.
+    formulas = grading.prepare(formula_item, answers('=SUMIFS(C2:C5,A2:A5,"East")', "=SUM(C2:C5)", "=SUM(C2:C5"))
+    formulas[1].signals.insert(0, "guard:extra")
+    (rule,) = grading.prepare(choice_item, answers("0"))
+    args = ("answer_scorer", "3", ["sentence_encoder:1"], "trained", 0.5)
+    writer = grading.ScoreWriter(formula_item, *args)
+    batch = scorer_pb2.ScoreBatchResponse()
+    cases = [
+        (formulas[0], 0.97, None), (formulas[1], 0.6, None), (formulas[2], 0.1, 0.8), (rule, None, None), (formulas[0], 0.4, None)
+    ]
+    for prepared, value, calibrated in cases:
+        written = writer.write(prepared, value, calibrated, into=batch.results.add().score)
+        assert written == grading.finish(formula_item, prepared, value, *args, calibrated=calibrated)
+    first, extra, calibrated_score, rule_score, unsure = (r.score for r in batch.results)
+    assert list(first.signals) == [
+        grading.SIGNAL_FORMULA, "triton.answer_scorer", "model:answer_scorer@3", grading.SIGNAL_CONFIDENCE
+    ]
+    assert list(first.provenance.models) == ["answer_scorer:3", "sentence_encoder:1"]
+    assert extra.signals[0] == "guard:extra" and "guard:extra" not in first.signals
+    assert calibrated_score.signals[-1] == grading.SIGNAL_CALIBRATED
+    assert calibrated_score.confidence == pytest.approx(0.8)
+    assert rule_score.provenance.backend == "rule" and not rule_score.provenance.model_name
+    assert list(rule_score.signals) == [grading.SIGNAL_CHOICE]
+    assert [c.name for c in first.criteria] == ["valid formula", "correct result", "computed from the sheet"]
+    assert not first.needs_review and unsure.needs_review and "below the review threshold" in unsure.review_reason
+
+
+def test_writing_into_a_used_score_replaces_it(formula_item: common_pb2.ScoringItem) -> None:
+    (prepared,) = grading.prepare(formula_item, answers("=SUM(C2:C5)"))
+    used = common_pb2.Score(value=1.0, feedback="old", evidence=["old"], needs_review=True, review_reason="old")
+    writer = grading.ScoreWriter(formula_item, "answer_scorer", "1")
+    assert writer.write(prepared, 0.2, into=used) == writer.write(prepared, 0.2)
+
+
 def test_validate_rejects_bad_items_and_answers(formula_item: common_pb2.ScoringItem) -> None:
     with pytest.raises(InvalidArgument, match="empty"):
         grading.validate(formula_item, ["   "], 100)

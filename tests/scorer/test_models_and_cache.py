@@ -8,8 +8,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
-from scorer.cache import SIGNAL_CACHE
+from scorer.cache import SIGNAL_CACHE, LruCache
 from scorer.service import ScorerService
 from scorer_helpers import start_scorer
 from stack.backing import EmbeddedRedis, TritonServer, free_port
@@ -135,3 +136,15 @@ async def test_breaker_opens_when_triton_stops_and_closes_when_it_returns(
         await server.stop(None)
         await service.close()
         triton.stop()
+
+
+def test_lru_batch_lookups_count_and_evict_like_single_ones() -> None:
+    def count(name: str, result: str) -> float:
+        return REGISTRY.get_sample_value("xli_scorer_cache_lookups_total", {"cache": name, "result": result}) or 0.0
+
+    cache: LruCache[str, int] = LruCache("lru-batch-test", 3)
+    cache.put_many([("a", 1), ("b", 2), ("c", 3)])
+    assert cache.get_many(["a", "x", "c"]) == [1, None, 3]  # a and c are now the most recent
+    assert (count("lru-batch-test", "hit"), count("lru-batch-test", "miss")) == (2.0, 1.0)
+    cache.put_many([("d", 4), ("a", 10)])  # b, the least recently used, goes
+    assert len(cache) == 3 and cache.get_many(["b", "a", "c", "d"]) == [None, 10, 3, 4]

@@ -80,6 +80,24 @@ async def test_stream_answers_each_batch_in_order(
     assert replies[1].results[0].score.provenance.backend == "rule"
 
 
+async def test_a_stream_message_scores_each_answer_as_unary_score_does(
+    scorer: scorer_pb2_grpc.ScorerStub, formula_item: common_pb2.ScoringItem
+) -> None:
+    # A large message is written straight into its response; unary calls are merged with
+    # others and written one by one. The scores must not differ in any field.
+    texts = ['=SUMIFS(C2:C5,A2:A5,"East")', "=SUM(C2:C5)", "=15", "=SUM(C2:C5", '=COUNTIF(A2:A5,"East")']
+    many = [answer(texts[i % len(texts)] + "+0" * (i // len(texts)), f"s{i}") for i in range(80)]
+
+    async def batches() -> AsyncIterator[scorer_pb2.ScoreBatchRequest]:
+        yield scorer_pb2.ScoreBatchRequest(batch_id="big", item=formula_item, answers=many)
+
+    (reply,) = [r async for r in scorer.ScoreStream(batches())]
+    assert [r.answer_id for r in reply.results] == [a.answer_id for a in many]
+    for index in (0, 1, 2, 3, 4, 79):
+        single = await scorer.Score(scorer_pb2.ScoreRequest(item=formula_item, answer=many[index]))
+        assert single == reply.results[index]
+
+
 async def test_a_repeated_formula_is_graded_once_and_scores_the_same(
     scorer: scorer_pb2_grpc.ScorerStub, formula_item: common_pb2.ScoringItem
 ) -> None:
