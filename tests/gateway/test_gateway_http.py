@@ -212,17 +212,13 @@ async def test_huge_chunked_body_is_cut_off_and_the_server_keeps_serving(served:
 
 
 def _cells(*values: object) -> common_pb2.SheetRow:
-    cells = []
-    for value in values:
+    def cell(value: object) -> common_pb2.CellValue:
         if value is None:
-            cells.append(common_pb2.CellValue())
-        elif isinstance(value, bool):
-            cells.append(common_pb2.CellValue(boolean=value))
-        elif isinstance(value, float):
-            cells.append(common_pb2.CellValue(number=value))
-        else:
-            cells.append(common_pb2.CellValue(text=str(value)))
-    return common_pb2.SheetRow(cells=cells)
+            return common_pb2.CellValue()
+        kind = "boolean" if isinstance(value, bool) else "number" if isinstance(value, float) else "text"
+        return common_pb2.CellValue(**{kind: value})
+
+    return common_pb2.SheetRow(cells=[cell(v) for v in values])
 
 
 @pytest.mark.parametrize(
