@@ -16,18 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from scorer.minilm import (
-    EMBEDDING_DIM,
-    MAX_SEQ_LENGTH,
-    ONNX_FILE,
-    ONNX_PACKAGE,
-    ONNX_SHA256,
-    TOKENIZER_FILE,
-    TOKENIZER_PACKAGE,
-    TOKENIZER_SHA256,
-    embed_runs,
-    package_file,
-)
+from scorer.minilm import EMBEDDING_DIM, ONNX_SHA256, embed_runs, open_session, open_tokenizer
 
 MAX_CACHED_TOKEN_TEXTS = 20_000
 #: Names the embedding in artefact metadata: what produced the similarity features.
@@ -44,20 +33,9 @@ class Encoder:
     """
 
     def __init__(self, threads: int = 2, batch_rows: int = 32) -> None:
-        # Imported here so modules that only read artefacts do not pay for onnxruntime.
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        onnx_path = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
-        tokenizer_path = package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE, TOKENIZER_SHA256)
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        # tokenizer.json pads every text to 128 tokens; pad per run instead (as the Triton model does).
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(MAX_SEQ_LENGTH)
+        # Serving's own session and tokenizer (the same options, digests and truncation).
+        self._session = open_session(threads)
+        self._tokenizer = open_tokenizer()
         self._batch_rows = batch_rows
         self._cache: dict[str, np.ndarray] = {}
         self._tokens: dict[str, TokenStates] = {}
