@@ -412,6 +412,9 @@ class _TritonModel:
             inputs,
             model_version=version,
             outputs=[InferRequestedOutput(name) for name in outputs],
+            # The same budget as the server's queue timeout (µs): a request that waits past it
+            # is dropped there instead of run for a caller who has given up (config.pbtxt).
+            timeout=max(1, int(budget * 1e6)),
             client_timeout=budget,
         )
         arrays = [result.as_numpy(name) for name in outputs]

@@ -420,3 +420,28 @@ def test_gpu_variant_keeps_the_tensor_contract() -> None:
     for name in ("FEATURES", "SCORE", "CONFIDENCE"):
         assert f'name: "{name}"' in local and f'name: "{name}"' in gpu
     assert "dims: [ 17 ]" in local and "dims: [ 17 ]" in gpu
+
+
+def test_a_request_still_queued_past_its_timeout_is_rejected_not_run(
+    triton_client: grpcclient.InferenceServerClient,
+) -> None:
+    # The scorer sends its remaining deadline as the request's timeout; the models' queue
+    # policy drops a request that waits longer, instead of running it for nobody.
+    def texts(count: int, words: int) -> grpcclient.InferInput:
+        inp = grpcclient.InferInput("TEXT", [count, 1], "BYTES")
+        rows = [[f"answer {i}: {'absolute reference ' * words}".encode()] for i in range(count)]  # distinct texts
+        inp.set_data_from_numpy(np.array(rows, dtype=object))
+        return inp
+
+    done: list[object] = []
+    # Long enough to keep the model's one instance busy for a while (64 texts of ~200 tokens).
+    triton_client.async_infer("sentence_encoder", [texts(64, 100)], lambda result, error: done.append(error or result))
+    time.sleep(0.2)  # past the 2 ms batching window: the next request queues behind it
+    with pytest.raises(InferenceServerException, match="(?i)timeout|timed out"):
+        triton_client.infer("sentence_encoder", [texts(1, 3)], timeout=1000)
+    deadline = time.monotonic() + 60
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done and not isinstance(done[0], InferenceServerException)
+    # Without a timeout the same request is run as always.
+    assert triton_client.infer("sentence_encoder", [texts(1, 3)]).as_numpy("EMBEDDING").shape == (1, 384)
