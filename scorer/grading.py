@@ -1,7 +1,7 @@
 """Turns an item and its answers into core_rs features, then model scores into Score messages.
 
 Pure and synchronous: no I/O, so it is tested without a server. The model call sits
-between :func:`prepare` and :func:`finish` in the service.
+between :func:`prepare` and :class:`ScoreWriter` in the service.
 """
 
 from __future__ import annotations
@@ -466,32 +466,3 @@ class ScoreWriter:
             score.needs_review = True
             score.review_reason = "; ".join(review)
         return score
-
-
-def finish(
-    item: common_pb2.ScoringItem,
-    prepared: PreparedAnswer,
-    model_score: float | None,
-    model_name: str,
-    model_version: str,
-    other_models: Sequence[str] = (),
-    origin: str = "",
-    review_confidence: float = 0.0,
-    calibrated: float | None = None,
-) -> common_pb2.Score:
-    """Builds one answer's Score message; ``model_score`` is required unless a rule decided the score.
-
-    Args:
-        item: The item graded.
-        prepared: The answer's features and findings.
-        model_score: The scoring model's output, or None for a rule-decided answer.
-        model_name: The scoring model's name.
-        model_version: The version that produced ``model_score``.
-        other_models: Further models that fed the score, as ``name:version``.
-        origin: The scoring model's ``origin`` (see :func:`model_label`).
-        review_confidence: A model score whose confidence is below this needs review.
-        calibrated: The model's calibrated confidence, when it has one; otherwise the
-            confidence is the score's margin from 0.5 and is labelled uncalibrated.
-    """
-    writer = ScoreWriter(item, model_name, model_version, other_models, origin, review_confidence)
-    return writer.write(prepared, model_score, calibrated)

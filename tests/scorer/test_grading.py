@@ -42,7 +42,7 @@ def test_text_criteria_report_the_matched_terms(text_item: common_pb2.ScoringIte
 def test_choice_is_a_rule_and_says_so(choice_item: common_pb2.ScoringItem) -> None:
     right, wrong = grading.prepare(choice_item, answers("1", "0"))
     assert (right.rule_score, wrong.rule_score) == (1.0, 0.0)
-    score = grading.finish(choice_item, wrong, None, "answer_scorer", "1")
+    score = grading.ScoreWriter(choice_item, "answer_scorer", "1").write(wrong, None)
     assert score.provenance.backend == "rule" and score.provenance.model_name == ""
     assert score.signals == [grading.SIGNAL_CHOICE]
     assert "PivotTable" in score.feedback
@@ -56,17 +56,18 @@ def test_choice_rejects_options_that_do_not_exist(choice_item: common_pb2.Scorin
 
 def test_model_score_carries_its_provenance(formula_item: common_pb2.ScoringItem) -> None:
     (prepared,) = grading.prepare(formula_item, answers('=SUMIFS(C2:C5,A2:A5,"East")'))
-    score = grading.finish(formula_item, prepared, 0.97, "answer_scorer", "1")
+    writer = grading.ScoreWriter(formula_item, "answer_scorer", "1")
+    score = writer.write(prepared, 0.97)
     assert score.value == pytest.approx(0.97)
     assert score.provenance.backend == "triton"
     assert (score.provenance.model_name, score.provenance.model_version) == ("answer_scorer", "1")
     assert score.provenance.rubric_version == "sumifs-east@v1"
     assert "triton.answer_scorer" in score.signals and grading.SIGNAL_FORMULA in score.signals
     with pytest.raises(ValueError):
-        grading.finish(formula_item, prepared, None, "answer_scorer", "1")
+        writer.write(prepared, None)
 
 
-def test_one_writer_writes_each_answer_as_its_own_finish_would(
+def test_one_writer_writes_each_answer_as_a_fresh_writer_would(
     formula_item: common_pb2.ScoringItem, choice_item: common_pb2.ScoringItem
 ) -> None:
     # One writer serves a whole model run and keeps templates of what its scores share; answers
@@ -82,7 +83,7 @@ def test_one_writer_writes_each_answer_as_its_own_finish_would(
     ]
     for prepared, value, calibrated in cases:
         written = writer.write(prepared, value, calibrated, into=batch.results.add().score)
-        assert written == grading.finish(formula_item, prepared, value, *args, calibrated=calibrated)
+        assert written == grading.ScoreWriter(formula_item, *args).write(prepared, value, calibrated)  # a fresh writer
     first, extra, calibrated_score, rule_score, unsure = (r.score for r in batch.results)
     assert list(first.signals) == [
         grading.SIGNAL_FORMULA, "triton.answer_scorer", "model:answer_scorer@3", grading.SIGNAL_CONFIDENCE
