@@ -14,6 +14,10 @@ import pytest
 from e2e_helpers import accept_invite, create_invite
 from stack.runner import Stack
 
+# The model that scores each kind on the stack's defaults: formulas on the hand-set
+# answer_scorer, free text on the trained answer_scorer_text (XLI_TEXT_MODEL_NAME).
+SCORING_MODEL = {"QUESTION_KIND_FORMULA": "answer_scorer", "QUESTION_KIND_FREE_TEXT": "answer_scorer_text"}
+
 pytestmark = pytest.mark.e2e
 
 def answer_for(question: dict) -> str:
@@ -59,9 +63,9 @@ def test_one_interview_travels_every_layer(stack: Stack, client: httpx.Client, a
         score = body["score"]
         assert 0.0 <= score.get("value", 0.0) <= 1.0
         assert score["signals"], "every score names the signals that produced it"
-        if question["kind"] in ("QUESTION_KIND_FORMULA", "QUESTION_KIND_FREE_TEXT"):
+        if question["kind"] in SCORING_MODEL:
             assert score["provenance"]["backend"] == "triton"
-            assert score["provenance"]["model_name"] == "answer_scorer"
+            assert score["provenance"]["model_name"] == SCORING_MODEL[question["kind"]]
         submitted.append((body["answer_id"], text, score))
 
         # A retry with the same key returns the first result and stores nothing new.
