@@ -26,17 +26,26 @@ ENCODER_ID = f"all-MiniLM-L6-v2-int8@{ONNX_SHA256[:12]}"
 class Encoder:
     """Embeds texts into unit-length 384-d vectors (dot product = cosine similarity).
 
+    Texts already seen are not run again: training reads each answer several times. A
+    long-lived encoder that serves distinct answers (Triton's ``text_features``) bounds
+    what it keeps with ``max_cached_texts``.
+
     Args:
         threads: onnxruntime intra-op threads.
         batch_rows: Texts per onnxruntime run; texts are sorted by length first so each run
             pads only to the longest of similar-length texts.
+        max_cached_texts: Most texts whose embeddings are kept (their token states are
+            bounded by this too, and never exceed ``MAX_CACHED_TOKEN_TEXTS``); None keeps
+            every embedding, as training and benchmarks want.
     """
 
-    def __init__(self, threads: int = 2, batch_rows: int = 32) -> None:
+    def __init__(self, threads: int = 2, batch_rows: int = 32, max_cached_texts: int | None = None) -> None:
         # Serving's own session and tokenizer (the same options, digests and truncation).
         self._session = open_session(threads)
         self._tokenizer = open_tokenizer()
         self._batch_rows = batch_rows
+        self._max_embeddings = max_cached_texts
+        self._max_tokens = min(MAX_CACHED_TOKEN_TEXTS, max_cached_texts or MAX_CACHED_TOKEN_TEXTS)
         self._cache: dict[str, np.ndarray] = {}
         self._tokens: dict[str, TokenStates] = {}
 
@@ -67,13 +76,20 @@ class Encoder:
         return [self._tokens[t] for t in texts]
 
     def _fill(self, texts: Sequence[str], tokens: bool) -> None:
-        # Token states are big (pieces x 384 floats per text): bound the cache so a long-lived
-        # encoder does not grow without limit. A benchmark's few thousand texts fit.
-        if tokens and len(self._tokens) + len(texts) > MAX_CACHED_TOKEN_TEXTS:
+        todo = {t for t in texts if t not in (self._tokens if tokens else self._cache)}
+        if not todo:
+            return
+        # Token states are big (pieces x 384 floats per text): their cache is always bounded,
+        # so a long-lived encoder does not grow without limit (a benchmark's few thousand
+        # texts fit). A full cache is emptied before a run, and then every text asked for
+        # runs again, so the calls that read this run's results find them all.
+        if tokens and len(self._tokens) + len(todo) > self._max_tokens:
             self._tokens.clear()
-        todo = sorted({t for t in texts if t not in (self._tokens if tokens else self._cache)})
-        if todo:
-            self._run(todo, keep_tokens=tokens)
+            todo = set(texts)
+        if self._max_embeddings is not None and len(self._cache) + len(todo) > self._max_embeddings:
+            self._cache.clear()
+            todo = set(texts)
+        self._run(sorted(todo), keep_tokens=tokens)
 
     def load_cache(self, path: Path) -> None:
         """Adds embeddings saved by :meth:`save_cache` (a benchmark re-run then skips the model).

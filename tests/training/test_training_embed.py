@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scorer.training.embed import Encoder
 
@@ -46,3 +47,26 @@ def test_cache_round_trip(tmp_path: Path, encoder: Encoder) -> None:
     other.load_cache(tmp_path / "c.npz")
     assert "cached text" in other._cache
     assert np.array_equal(other.encode(["cached text"]), encoder.encode(["cached text"]))
+
+
+def test_a_bounded_cache_stays_bounded_and_runs_each_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    bounded = Encoder(threads=1, max_cached_texts=4)
+    runs: list[list[str]] = []
+    run = bounded._run
+
+    def counting_run(texts: list[str], keep_tokens: bool) -> None:
+        runs.append(list(texts))
+        run(texts, keep_tokens)
+
+    monkeypatch.setattr(bounded, "_run", counting_run)
+    reference = Encoder(threads=1)
+    for start in range(0, 12, 3):
+        texts = [f"answer number {i} about lookups" for i in range(start, start + 3)]
+        # What text_features does per request: token states, then embeddings of the same texts.
+        tokens = bounded.encode_tokens(texts)
+        embeddings = bounded.encode(texts)
+        assert len(bounded._cache) <= 4 and len(bounded._tokens) <= 4
+        assert np.allclose(embeddings, reference.encode(texts), atol=1e-5)
+        assert [t.words for t in tokens] == [t.words for t in reference.encode_tokens(texts)]
+    # One run per request: the second call of each request found what the first ran.
+    assert [len(texts) for texts in runs] == [3, 3, 3, 3]

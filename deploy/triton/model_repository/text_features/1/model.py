@@ -43,11 +43,15 @@ class TritonPythonModel:
         """Loads the encoder.
 
         Args:
-            args: Triton model arguments; ``model_config`` holds ``intra_op_threads`` and
-                ``question_cache``.
+            args: Triton model arguments; ``model_config`` holds ``intra_op_threads``,
+                ``question_cache`` and ``answer_cache``.
         """
         self.cache_size = int(parameter(args, "question_cache", "256"))
-        self.featurizer = Featurizer(Encoder(threads=int(parameter(args, "intra_op_threads", "1"))))
+        encoder = Encoder(
+            threads=int(parameter(args, "intra_op_threads", "1")),
+            max_cached_texts=int(parameter(args, "answer_cache", "512")),
+        )
+        self.featurizer = Featurizer(encoder)
         self.questions: OrderedDict[str, QuestionEncoding] = OrderedDict()
 
     def _question(self, raw: str) -> QuestionEncoding:
