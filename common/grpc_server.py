@@ -6,7 +6,6 @@ import asyncio
 import logging
 import signal
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -17,7 +16,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 from common.errors import InvalidArgument, ServiceError
-from common.logging import request_id_var
+from common.logging import new_request_id, request_id_var
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +70,11 @@ class _Method:
 
 
 def _request_id(context: grpc.aio.ServicerContext) -> str:
-    """The caller's ``x-request-id``, or a fresh uuid4 (32 hex digits)."""
+    """The caller's ``x-request-id``, or a fresh one (32 hex digits)."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_KEY and value:
             return str(value)
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 class _RpcScope:

@@ -9,7 +9,6 @@ beyond a function call.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 
@@ -17,7 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.logging import request_id_var
+from common.logging import new_request_id, request_id_var
 from gateway.problems import REQUEST_ID_HEADER, problem_response
 
 Network = IPv4Network | IPv6Network
@@ -95,7 +94,7 @@ _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode("latin-1")
 
 
 class RequestIdMiddleware:
-    """Gives every request an id: the caller's ``x-request-id`` or a new UUID.
+    """Gives every request an id: the caller's ``x-request-id`` or a new one.
 
     The id is stored on ``request.state.request_id``, set in
     :data:`common.logging.request_id_var` for the logs, passed to the orchestrator
@@ -114,7 +113,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((value for name, value in scope["headers"] if name == _REQUEST_ID_KEY), b"")
-        request_id = incoming.decode("latin-1") if _VALID_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = incoming.decode("latin-1") if _VALID_REQUEST_ID.fullmatch(incoming) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
