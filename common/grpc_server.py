@@ -12,7 +12,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from common.errors import InvalidArgument, ServiceError
@@ -69,6 +72,20 @@ class _Method:
         self.latency.observe(time.perf_counter() - started)
 
 
+def _rich_status(exc: ServiceError, info: error_details_pb2.ErrorInfo) -> grpc.Status:
+    """``exc`` as a status in the gRPC rich error model: its code and message, with
+    ``info`` packed into a ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer.
+
+    The packed status repeats the code and message exactly: ``rpc_status.from_call``
+    on the client refuses a status whose two copies disagree.
+    """
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=[detail])
+    converted: grpc.Status = rpc_status.to_status(status)
+    return converted
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     """The caller's ``x-request-id``, or a fresh one (32 hex digits)."""
     for key, value in context.invocation_metadata() or ():
@@ -104,7 +121,10 @@ class _RpcScope:
                 return
             if isinstance(exc, ServiceError):
                 code = exc.code
-                await context.abort(exc.code, exc.message)
+                if exc.error_info is None:
+                    await context.abort(exc.code, exc.message)
+                else:
+                    await context.abort_with_status(_rich_status(exc, exc.error_info))
             elif isinstance(exc, asyncio.CancelledError):
                 code = grpc.StatusCode.CANCELLED
             elif isinstance(exc, grpc.aio.AbortError):

@@ -15,8 +15,13 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from common.errors import ERROR_DOMAIN, REASON_SCORE_NOT_STORED, REASON_SCORING_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +105,42 @@ _UNAVAILABLE_DETAIL = "The interview service cannot be reached right now. Please
 _TIMEOUT_DETAIL = "The interview service did not answer in time. Please try again."
 _UPSTREAM_DETAIL = "The interview service failed to handle the request."
 
+# SubmitAnswer's UNAVAILABLE when the answer IS stored and only its score is missing (see
+# the rpc's comment in orchestrator.proto). Not "cannot be reached": the page tells the
+# candidate their answer is safe and waits, while the result may also come over the
+# session's event stream.
+_SCORING_DELAYED_REASONS = frozenset({REASON_SCORING_UNAVAILABLE, REASON_SCORE_NOT_STORED})
+_SCORING_DELAYED = (503, "scoring-delayed", "Answer saved; scoring is delayed")
+_SCORING_DELAYED_DETAIL = (
+    "Your answer is saved. Scoring is taking longer than usual; your result will appear "
+    "as soon as it is ready."
+)
+# Seconds a client should wait before resending a scoring-delayed answer. The failed call
+# already waited out the orchestrator's scorer deadline (5 s); a resend sooner than that is
+# likely to meet the same overloaded scorer and only add to its load, while the
+# orchestrator's background sweep scores the answer anyway and the page hears of it.
+SCORING_DELAYED_RETRY_AFTER_S = 5
+
+
+def _error_reason(exc: grpc.aio.AioRpcError) -> str | None:
+    """The ``ErrorInfo.reason`` in ``exc``'s rich status, if the orchestrator sent one.
+
+    Only reasons of our own domain count. A malformed or inconsistent rich status (its
+    code or message differ from the call's) is ignored: the plain code still maps.
+    """
+    try:
+        status = rpc_status.from_call(exc)
+    except (ValueError, DecodeError):
+        log.warning("ignoring a malformed rich status from the orchestrator")
+        return None
+    if status is None:
+        return None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+            return str(info.reason)
+    return None
+
 
 def problem_from_rpc_error(exc: grpc.aio.AioRpcError, *, connected: bool = True) -> ProblemError:
     """Maps a failed orchestrator call to the problem the browser sees.
@@ -111,9 +152,16 @@ def problem_from_rpc_error(exc: grpc.aio.AioRpcError, *, connected: bool = True)
             which is a 503, not a slow answer (504).
 
     Returns:
-        The problem to raise; anything unmapped is a 502 with a generic message.
+        The problem to raise; anything unmapped is a 502 with a generic message. An
+        UNAVAILABLE whose rich status says the answer is stored but not yet scored is
+        a 503 ``scoring-delayed`` with a longer ``Retry-After``.
     """
     code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE and _error_reason(exc) in _SCORING_DELAYED_REASONS:
+        status, slug, title = _SCORING_DELAYED
+        return ProblemError(
+            status, slug, title, _SCORING_DELAYED_DETAIL, {"Retry-After": str(SCORING_DELAYED_RETRY_AFTER_S)}
+        )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and not connected:
         code = grpc.StatusCode.UNAVAILABLE
     status, slug, title, show_details = _GRPC_TO_HTTP.get(

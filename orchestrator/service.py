@@ -21,7 +21,15 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 
 from common import session_events
-from common.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
+from common.errors import (
+    REASON_SCORE_NOT_STORED,
+    REASON_SCORING_UNAVAILABLE,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 from common.numeric import NotANumber
 from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules, cat_items, missed_criterion
 from orchestrator.bank import (
@@ -377,7 +385,8 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
 
         Raises:
             Unavailable: When the scorer fails or the grade cannot be stored; the
-                answer stays stored and a retry with the same key scores it.
+                answer stays stored and a retry with the same key scores it. It carries
+                reason ``SCORING_UNAVAILABLE`` or ``SCORE_NOT_STORED`` and the answer id.
         """
         request = scorer_pb2.ScoreRequest(
             item=await self._scoring_item(ItemRef(answer.item_id, answer.item_version)),
@@ -397,13 +406,17 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             await self._db.audit(
                 answer.session_id, "scoring_failed", {"answer_id": str(answer.answer_id), "reason": reason}
             )
-            raise Unavailable(SCORING_UNAVAILABLE) from exc
+            raise Unavailable(
+                SCORING_UNAVAILABLE, reason=REASON_SCORING_UNAVAILABLE, metadata={"answer_id": str(answer.answer_id)}
+            ) from exc
         SCORING_RESULTS.labels("ok").inc()
         try:
             return await self._db.store_first_score(answer.session_id, answer.answer_id, response.score)
         except Unavailable as exc:
             raise Unavailable(
-                "answer saved; its score could not be stored right now, retry with the same idempotency key"
+                "answer saved; its score could not be stored right now, retry with the same idempotency key",
+                reason=REASON_SCORE_NOT_STORED,
+                metadata={"answer_id": str(answer.answer_id)},
             ) from exc
 
     async def retry_unscored(self, limit: int = 50) -> int:

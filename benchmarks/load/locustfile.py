@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 # response at all (status 0), are resent with the same idempotency key after these delays.
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)
 RETRYABLE_STATUSES = frozenset({0, 429, 502, 503, 504})
+# The page again: when the gateway says the answer is saved and only its score is late, it
+# resends this many times, each after the response's Retry-After.
+SCORING_DELAYED_TYPE = "urn:xlinterview:problem:scoring-delayed"
+SCORING_DELAYED_RESENDS = 3
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,12 +170,20 @@ class CandidateUser(FastHttpUser):
 
     def _json(self, method: str, path: str, name: str, **kwargs: Any) -> tuple[int, dict[str, Any] | None]:
         """One request: ``(status, body)``, the body only for 200; anything else is a failure in the stats."""
+        status, body, _ = self._request(method, path, name, **kwargs)
+        return status, body
+
+    def _request(self, method: str, path: str, name: str, **kwargs: Any) -> tuple[int, dict[str, Any] | None, float | None]:
+        """Like :meth:`_json`, plus the Retry-After of a scoring-delayed answer (None otherwise)."""
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
-                return response.status_code, None
+                delayed = None
+                if response.status_code == 503 and SCORING_DELAYED_TYPE in (response.text or ""):
+                    delayed = float(response.headers.get("retry-after") or 5)
+                return response.status_code, None, delayed
             body: dict[str, Any] = response.json()
-            return 200, body
+            return 200, body, None
 
     @task
     def step(self) -> None:
@@ -222,14 +234,23 @@ class CandidateUser(FastHttpUser):
         kind, text = rest_answer(interview.question, self.rng)
         body = {"item_id": interview.question["item_id"], "answer": text, "idempotency_key": str(uuid.uuid4())}
         path = f"/api/v1/sessions/{interview.session_id}/answers"
-        status, result = self._json("POST", path, f"submit answer [{kind}]", json=body, headers=interview.headers)
-        for delay in RETRY_DELAYS_S:
-            if result is not None or status not in RETRYABLE_STATUSES:
-                break
+        status, result, delayed = self._request("POST", path, f"submit answer [{kind}]", json=body,
+                                                headers=interview.headers)
+        retries, delayed_resends = iter(RETRY_DELAYS_S), 0
+        while result is None:
             # As the page does: the answer may be stored already, so resend it under the same key.
-            gevent.sleep(delay)
-            status, result = self._json("POST", path, "submit answer [resend after error]", json=body,
-                                        headers=interview.headers)
+            if delayed is not None and delayed_resends < SCORING_DELAYED_RESENDS:
+                delayed_resends += 1
+                wait = delayed
+            elif delayed is None and status in RETRYABLE_STATUSES:
+                wait = next(retries, None)
+            else:
+                wait = None
+            if wait is None:
+                break
+            gevent.sleep(wait)
+            status, result, delayed = self._request("POST", path, "submit answer [resend after error]", json=body,
+                                                    headers=interview.headers)
         if result is None:
             # Refused (e.g. 409, the interview moved on) or still failing: resume from the server's view.
             self.reload(interview)

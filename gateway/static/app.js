@@ -18,6 +18,13 @@
   // Waits between automatic resends of an answer whose response never arrived.
   const RETRY_DELAYS_MS = [1000, 2000, 4000];
   const RETRYABLE_STATUSES = new Set([429, 502, 503, 504]);
+  // The gateway's answer when the answer is stored but its score is late (the scorer is
+  // slow or down). The server scores it in the background and the event stream brings
+  // the result; meanwhile the page resends rarely, as Retry-After asks, to spare the scorer.
+  const SCORING_DELAYED_TYPE = "urn:xlinterview:problem:scoring-delayed";
+  const SCORING_DELAYED_RESENDS = 3;
+  const SCORING_DELAYED_WAIT_MS = 5000; // when Retry-After is missing or unreadable
+  const MAX_RETRY_AFTER_MS = 60000;
   // The session's server deadline, so the clock survives a reload without a request.
   const DEADLINE_KEY = "xli.deadline";
   // The clock ticks every second for the eye; screen readers are told only when this
@@ -87,11 +94,13 @@
   // ------------------------------------------------------------------ API
 
   class ApiError extends Error {
-    constructor(status, problem, requestId) {
+    constructor(status, problem, requestId, retryAfter) {
       super((problem && (problem.detail || problem.title)) || `Request failed (${status})`);
       this.status = status;
       this.problem = problem;
       this.requestId = (problem && problem.request_id) || requestId;
+      // The Retry-After header (delta-seconds, as the gateway sends it), or null.
+      this.retryAfter = retryAfter;
     }
   }
 
@@ -114,12 +123,23 @@
     noteServerClock(response);
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
-    if (!response.ok) throw new ApiError(response.status, data, response.headers.get("x-request-id"));
+    if (!response.ok) {
+      throw new ApiError(response.status, data, response.headers.get("x-request-id"), response.headers.get("retry-after"));
+    }
     return data;
   }
 
   const sessionPath = (sessionId) => `${API}/${encodeURIComponent(sessionId)}`;
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const isScoringDelayed = (err) =>
+    err instanceof ApiError && err.status === 503 && Boolean(err.problem) && err.problem.type === SCORING_DELAYED_TYPE;
+
+  // How long Retry-After asks to wait, within sane bounds; `fallbackMs` when absent.
+  function retryAfterMs(err, fallbackMs) {
+    const seconds = Number.parseInt(err.retryAfter, 10);
+    if (!Number.isFinite(seconds) || seconds < 0) return fallbackMs;
+    return Math.min(Math.max(seconds * 1000, 1000), MAX_RETRY_AFTER_MS);
+  }
   const percent = (value) => `${Math.round(Math.max(0, Math.min(1, value || 0)) * 100)}%`;
 
   // ------------------------------------------------------------------ views
@@ -660,6 +680,8 @@
     const done = { sessionId: turn.sessionId, question: turn.question, answer: turn.answer, result };
     store.set(TURN_KEY, done);
     el.submitStatus.textContent = "";
+    // An error about this answer (e.g. scoring was late) is stale once its result is here.
+    clearError();
     if (clock.up) {
       finish();
       return;
@@ -680,7 +702,9 @@
     if (!turn || !turn.key) return;
     el.submitButton.disabled = true;
     el.submitStatus.textContent = "Scoring your answer…";
-    for (let attempt = 0; stillPending(turn); attempt++) {
+    let attempt = 0;
+    let delayedResends = 0;
+    while (stillPending(turn)) {
       try {
         const result = await api("POST", `${sessionPath(turn.sessionId)}/answers`, {
           item_id: turn.question.item_id,
@@ -692,10 +716,26 @@
       } catch (err) {
         // The result came over the event stream meanwhile: nothing left to do.
         if (!stillPending(turn)) return;
+        if (isScoringDelayed(err)) {
+          // The answer is stored: keep the key and wait for the score, which the event
+          // stream may bring first (then the loop ends without another resend).
+          if (delayedResends < SCORING_DELAYED_RESENDS) {
+            delayedResends++;
+            el.submitStatus.textContent = "Your answer is saved. Scoring is taking longer than usual…";
+            await sleep(retryAfterMs(err, SCORING_DELAYED_WAIT_MS));
+            continue;
+          }
+          el.submitStatus.textContent = "Your answer is saved.";
+          showError({
+            message: "Your answer is saved, but scoring is taking longer than usual. Your result will appear here when it is ready, or try again.",
+            requestId: err.requestId,
+          }, sendPending);
+          return;
+        }
         const retryable = err instanceof NetworkError || (err instanceof ApiError && RETRYABLE_STATUSES.has(err.status));
         if (retryable && attempt < RETRY_DELAYS_MS.length) {
           el.submitStatus.textContent = "Connection problem — trying again…";
-          await sleep(RETRY_DELAYS_MS[attempt]);
+          await sleep(RETRY_DELAYS_MS[attempt++]);
           continue;
         }
         el.submitStatus.textContent = "";

@@ -6,14 +6,17 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from common.errors import NotFound
+from common.errors import ERROR_DOMAIN, NotFound, Unavailable
 from common.grpc_server import REQUEST_ID_KEY, create_server
 from common.logging import request_id_var
 from stack.backing import free_port
 
 SEEN_REQUEST_IDS: list[str] = []
+SAVED_MESSAGE = "answer saved; scoring is unavailable right now — retry later"
 
 
 async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -22,6 +25,8 @@ async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         raise NotFound("no such thing: missing")
     if request == b"crash":
         raise RuntimeError("secret connection string postgres://user:pw@db")
+    if request == b"saved":
+        raise Unavailable(SAVED_MESSAGE, reason="TEST_REASON", metadata={"answer_id": "a-1"})
     return request
 
 
@@ -29,6 +34,8 @@ async def echo_stream(requests: AsyncIterator[bytes], context: grpc.aio.Servicer
     async for request in requests:
         if request == b"missing":
             raise NotFound("stream item missing")
+        if request == b"saved":
+            raise Unavailable(SAVED_MESSAGE, reason="TEST_REASON", metadata={"answer_id": "a-2"})
         yield request
 
 
@@ -117,3 +124,49 @@ async def test_unknown_methods_stay_unimplemented(channel: grpc.aio.Channel) -> 
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await channel.unary_unary("/test.Echo/Nope")(b"x", timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def error_info_of(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The one ErrorInfo in ``error``'s rich status (``from_call`` also checks that its
+    code and message match the call's)."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "no rich status in the trailers"
+    assert status.code == error.code().value[0] and status.message == error.details()
+    assert len(status.details) == 1
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info), status.details[0].type_url
+    return info
+
+
+async def test_an_error_with_a_reason_carries_it_as_error_info(channel: grpc.aio.Channel) -> None:
+    unavailable = calls_counted("UNAVAILABLE")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channel.unary_unary("/test.Echo/Unary")(b"saved", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == SAVED_MESSAGE  # plain clients still see code and message
+    info = error_info_of(caught.value)
+    assert (info.reason, info.domain, dict(info.metadata)) == ("TEST_REASON", ERROR_DOMAIN, {"answer_id": "a-1"})
+    assert calls_counted("UNAVAILABLE") == unavailable + 1
+
+
+async def test_a_stream_error_with_a_reason_carries_it_as_error_info(channel: grpc.aio.Channel) -> None:
+    async def requests() -> AsyncIterator[bytes]:
+        yield b"saved"
+
+    call = channel.stream_stream("/test.Echo/Stream")(requests(), timeout=5)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_info_of(caught.value).metadata["answer_id"] == "a-2"
+
+
+async def test_an_error_without_a_reason_has_no_rich_status(channel: grpc.aio.Channel) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await channel.unary_unary("/test.Echo/Unary")(b"missing", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert rpc_status.from_call(caught.value) is None
+
+
+def test_metadata_without_a_reason_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Unavailable("down", metadata={"answer_id": "a-1"})

@@ -9,7 +9,11 @@ from collections.abc import AsyncIterator
 import grpc
 import httpx
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
+from common.errors import REASON_SCORE_NOT_STORED, REASON_SCORING_UNAVAILABLE, Unavailable
+from gateway.problems import SCORING_DELAYED_RETRY_AFTER_S
 from gateway_fakes import FakeServer, free_port, start_as_candidate
 
 API = "/api/v1/sessions"
@@ -74,6 +78,57 @@ async def test_grpc_status_maps_to_http_problem(
             assert "hunter2" not in response.text and "Traceback" not in response.text
         if status in (429, 503):
             assert response.headers["retry-after"] == "1"
+
+
+ANSWER = {"item_id": "i", "answer": "a", "idempotency_key": "k"}
+
+
+@pytest.mark.parametrize("reason", [REASON_SCORING_UNAVAILABLE, REASON_SCORE_NOT_STORED])
+async def test_an_answer_saved_but_not_scored_is_scoring_delayed(
+    client: httpx.AsyncClient, orchestrator: FakeServer, reason: str
+) -> None:
+    # Raised in the fake as the orchestrator raises it: through the shared interceptor,
+    # which sends the reason as a google.rpc.ErrorInfo in the rich status.
+    orchestrator.servicer.crash = Unavailable(SECRET, reason=reason, metadata={"answer_id": "a-1"})
+    as_candidate_of(client)
+    response = await client.post(f"{API}/s1/answers", json=ANSWER)
+    problem = assert_problem(response, 503)
+    assert problem["type"] == "urn:xlinterview:problem:scoring-delayed"
+    assert problem["title"] == "Answer saved; scoring is delayed"
+    # Our words for the candidate, never the orchestrator's message.
+    assert problem["detail"].startswith("Your answer is saved.") and "hunter2" not in response.text
+    assert response.headers["retry-after"] == str(SCORING_DELAYED_RETRY_AFTER_S)
+    assert SCORING_DELAYED_RETRY_AFTER_S > 1
+
+
+def rich_status(message: str, reason: str, domain: str) -> tuple[tuple[str, bytes], ...]:
+    """Trailing metadata carrying a google.rpc.Status with one ErrorInfo."""
+    detail = any_pb2.Any()
+    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=domain))
+    status = status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message=message, details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+@pytest.mark.parametrize(
+    "trailers",
+    [
+        (),  # a plain UNAVAILABLE: no rich status at all
+        rich_status("down", REASON_SCORING_UNAVAILABLE, "example.com"),  # someone else's reason
+        rich_status("a different message", REASON_SCORING_UNAVAILABLE, "xlinterview.v1"),  # inconsistent
+        (("grpc-status-details-bin", b"\xff not a status"),),  # malformed
+    ],
+    ids=["plain", "other-domain", "inconsistent", "malformed"],
+)
+async def test_any_other_unavailable_is_still_the_service_unavailable_problem(
+    client: httpx.AsyncClient, orchestrator: FakeServer, trailers: tuple[tuple[str, bytes], ...]
+) -> None:
+    orchestrator.servicer.fail = (grpc.StatusCode.UNAVAILABLE, "down", trailers)  # type: ignore[assignment]
+    as_candidate_of(client)
+    response = await client.post(f"{API}/s1/answers", json=ANSWER)
+    problem = assert_problem(response, 503)
+    assert problem["type"] == "urn:xlinterview:problem:orchestrator-unavailable"
+    assert problem["detail"].startswith("The interview service cannot be reached")
+    assert response.headers["retry-after"] == "1"
 
 
 async def test_unhandled_orchestrator_exception_is_502_without_details(

@@ -14,8 +14,11 @@ import uuid
 import asyncpg
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from common import session_events
+from common.errors import ERROR_DOMAIN, REASON_SCORE_NOT_STORED, REASON_SCORING_UNAVAILABLE, Unavailable
 from orch_helpers import (
     FakeScorer,
     TcpProxy,
@@ -36,6 +39,17 @@ from stack.backing import free_port
 from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
 
 BANK = load_bank(DEFAULT_BANK_DIR)
+
+
+def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The ErrorInfo in ``err``'s rich status (which must agree with its code and message)."""
+    status = rpc_status.from_call(err)
+    assert status is not None, f"no rich status: {err.code().name} {err.details()}"
+    info = error_details_pb2.ErrorInfo()
+    assert len(status.details) == 1 and status.details[0].Unpack(info)
+    assert info.domain == ERROR_DOMAIN
+    return info
+
 AREAS = sorted({item.skill_area for item in BANK})
 MAX_ITEMS = OrchestratorSettings.model_fields["cat_max_items"].default
 
@@ -251,6 +265,10 @@ async def test_scorer_failure_keeps_the_answer_and_a_retry_scores_it(stub, score
     session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
     assert len(session.turns) == 1 and not session.turns[0].HasField("score")
     assert session.overall_score == 0.0
+    # Machines need not parse the message: the reason says the answer is stored, and which.
+    info = error_info(err)
+    assert info.reason == REASON_SCORING_UNAVAILABLE
+    assert dict(info.metadata) == {"answer_id": session.turns[0].answer_id}
     # The answer counts: the interview has moved on.
     assert (await stub.GetCurrentQuestion(pb.GetCurrentQuestionRequest(session_id=sid))).position == 2
 
@@ -375,6 +393,32 @@ async def test_slow_scorer_hits_the_deadline(stub, scorer: FakeScorer, pg: async
     assert err.code() == grpc.StatusCode.UNAVAILABLE and "answer saved" in err.details()
     assert time.monotonic() - began < 3.0  # scorer_deadline_s is 1 s in these tests
     assert await count_rows(pg, sid) == (1, 0)
+    assert error_info(err).reason == REASON_SCORING_UNAVAILABLE
+
+
+async def test_a_score_that_cannot_be_stored_says_so_and_a_retry_stores_it(  # type: ignore[no-untyped-def]
+    orchestrator, stub, scorer: FakeScorer, pg: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = await start(stub)
+    sid, question = started.session.session_id, started.question
+    db = orchestrator[0].service._db
+
+    async def cannot_store(*args: object) -> None:
+        raise Unavailable("database unavailable")
+
+    monkeypatch.setattr(db, "store_first_score", cannot_store)
+    err = await rpc_error(submit(stub, sid, question, key="store-me"))
+    assert err.code() == grpc.StatusCode.UNAVAILABLE and "answer saved" in err.details()
+    assert await count_rows(pg, sid) == (1, 0)
+    session = await stub.GetSession(pb.GetSessionRequest(session_id=sid))
+    info = error_info(err)
+    assert info.reason == REASON_SCORE_NOT_STORED
+    assert dict(info.metadata) == {"answer_id": session.turns[0].answer_id}
+
+    monkeypatch.undo()
+    result = await submit(stub, sid, question, key="store-me")
+    assert result.answer_id == session.turns[0].answer_id and result.score.value == 0.75
+    assert await count_rows(pg, sid) == (1, 1)
 
 
 async def test_scorer_process_down_then_back(make_settings, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
