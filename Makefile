@@ -95,7 +95,9 @@ bench-core: install
 # Load scenario: the whole stack on embedded defaults in a temporary data dir, seeded through the
 # admin API and driven by locust (benchmarks/load/locustfile.py) for 150 s with 300 candidates;
 # writes the load section of benchmarks/README.md and the plots in benchmarks/load/ (~4 min).
+# py-spy samples each service mid-run, so the results show which layer is the limit.
 bench-load: install
+	$(BIN)/python -m pip install --quiet py-spy==0.4.3
 	$(BIN)/python benchmarks/load/run.py
 
 # Gateway throughput with wrk (from Debian) against the stack, beside a bare FastAPI -> grpc.aio reference;

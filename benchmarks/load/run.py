@@ -85,7 +85,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grpc-think", type=float, default=0.5, help="gRPC users' mean seconds between calls")
     parser.add_argument("--interviews", type=int, default=0,
                         help="interviews to seed (default: enough for every candidate to keep going)")
-    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "",
+    # `make bench-load` installs py-spy into the virtual environment, whose bin may not be on PATH.
+    beside_python = Path(sys.executable).with_name("py-spy")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or (str(beside_python) if beside_python.exists() else ""),
                         help="py-spy binary; when set, the services are profiled in the middle of the run")
     parser.add_argument("--profile-seconds", type=int, default=30, help="how long py-spy samples each service")
     parser.add_argument("--raw-dir", type=Path, default=None, help="keep locust's CSVs and logs here")
