@@ -4,8 +4,9 @@ Starts a real ``tritonserver`` (stack.backing), the scorer as its own process
 (``python -m scorer``, no Redis so every answer is scored by the models) and a plain
 grpc.aio echo server as another process, then measures:
 
-1. core_rs's own in-process formula grading (the ceiling for bulk formula scoring);
-2. bulk ``ScoreStream`` of formula answers, many answers per message;
+1. core_rs's own in-process formula grading (the ceiling for bulk formula scoring), and
+2. bulk ``ScoreStream`` of formula answers, many answers per message, taking turns with it in
+   rounds (the median round's ratio is reported);
 3. unary ``Score`` of formula answers at concurrency 64, next to the echo server;
 4. the sentence encoder: onnxruntime alone in this process (the same graph, tokenizer and
    thread count as the Triton model) one answer per run and 64 per call, which bounds what
@@ -161,6 +162,8 @@ async def bench_stream(
 
 
 UnaryRun = tuple[int, float, list[float]]
+# Rounds of core_rs alone, then the stream, whose ratios give the stream's median.
+STREAM_ROUNDS = 3
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
@@ -319,19 +322,30 @@ async def measure(
     fitem, titem = formula_item(), text_item()
     results: list[tuple[str, str, str, str]] = []
 
-    core = bench_core_rs(fitem, seconds)
     async with grpc.aio.insecure_channel(scorer_address) as channel, grpc.aio.insecure_channel(echo_address) as echo_channel:
         stub = scorer_pb2_grpc.ScorerStub(channel)
         await bench_stream(stub, fitem, 200, 5, lambda n, m: formulas(n, 10**7 + m * n))  # warm-up
-        messages = max(10, int(seconds * 8))
-        stream = await bench_stream(stub, fitem, 1000, messages, lambda n, m: formulas(n, 10**6 + m * n))
+        # The same ratio moves from 55% to 86% between back-to-back runs on this shared machine,
+        # so core_rs and the stream take turns in rounds and the median round's ratio is reported.
+        messages = max(10, int(seconds * 8 / STREAM_ROUNDS))
+        rounds: list[tuple[float, float]] = []
+        for r in range(STREAM_ROUNDS):
+            round_core = bench_core_rs(fitem, seconds / STREAM_ROUNDS)
+            round_stream = await bench_stream(
+                stub, fitem, 1000, messages, lambda n, m, r=r: formulas(n, 10**6 * (r + 1) + m * n)
+            )
+            rounds.append((round_stream / round_core, round_core))
+        rounds.sort()
+        ratio, core = rounds[len(rounds) // 2]
+        stream = ratio * core
+        spread = ", ".join(f"{q:.0%}" for q, _ in rounds)
         results.append(("core_rs in-process grading (formulas, 1 thread)", f"{core:,.0f} answers/s", "ceiling", ""))
         results.append(
             (
                 "ScoreStream, formulas, 1,000 answers/message",
                 f"{stream:,.0f} answers/s",
-                f"{stream / core:.0%} of core_rs",
-                "PASS" if stream >= 0.7 * core and stream >= 5000 else "FAIL (target ≥ 70% and ≥ 5,000/s)",
+                f"{ratio:.0%} of core_rs (median of {STREAM_ROUNDS} rounds: {spread})",
+                "PASS" if ratio >= 0.7 and stream >= 5000 else "FAIL (target ≥ 70% and ≥ 5,000/s)",
             )
         )
 
