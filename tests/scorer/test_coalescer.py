@@ -28,12 +28,13 @@ class FakeGrader:
         answers: Sequence[scorer_pb2.AnswerInput],
         deadline: float | None,
         model_version: str,
-    ) -> tuple[list[common_pb2.Score], list[str]]:
+    ) -> tuple[list[scorer_pb2.ScoreResponse], list[str]]:
         self.passes.append([a.answer_id for a in answers])
         await self.release.wait()
         if self.fail:
             raise RuntimeError("model down")
-        return [common_pb2.Score(value=float(a.text)) for a in answers], ["answer_scorer:1"]
+        scores = [common_pb2.Score(value=float(a.text)) for a in answers]
+        return [scorer_pb2.ScoreResponse(answer_id=a.answer_id, score=s) for a, s in zip(answers, scores)], ["answer_scorer:1"]
 
 
 def answer(number: int) -> list[scorer_pb2.AnswerInput]:
@@ -48,7 +49,9 @@ async def test_concurrent_requests_share_one_pass_and_get_their_own_scores() -> 
     grader.release.set()
     results = await asyncio.gather(*calls)
     assert grader.passes == [["a0", "a1", "a2", "a3", "a4"]]
-    assert [[round(s.value, 3) for s in scores] for scores, _ in results] == [[0.0], [0.1], [0.2], [0.3], [0.4]]
+    assert [[(r.answer_id, round(r.score.value, 3)) for r in scores] for scores, _ in results] == [
+        [("a0", 0.0)], [("a1", 0.1)], [("a2", 0.2)], [("a3", 0.3)], [("a4", 0.4)]
+    ]
     assert all(versions == ["answer_scorer:1"] for _, versions in results)
 
 
@@ -61,7 +64,7 @@ async def test_a_caller_giving_up_leaves_the_others_their_scores() -> None:
     grader.release.set()
     first, third = await calls[0], await calls[2]
     assert calls[1].cancelled()
-    assert [s.value for s in first[0]] == [0.0] and [round(s.value, 3) for s in third[0]] == [0.2]
+    assert [r.score.value for r in first[0]] == [0.0] and [round(r.score.value, 3) for r in third[0]] == [0.2]
 
 
 async def test_a_failed_pass_fails_every_caller_in_it() -> None:
