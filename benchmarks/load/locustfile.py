@@ -64,6 +64,22 @@ SCORING_DELAYED_RESENDS = 3
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _scoring_delayed_wait(response: Any) -> float | None:
+    """The seconds a scoring-delayed problem asks to wait before resending (None for any other reply)."""
+    if response.status_code != 503:
+        return None
+    try:
+        problem = response.json()
+    except ValueError:
+        return None
+    if not isinstance(problem, dict) or problem.get("type") != SCORING_DELAYED_TYPE:
+        return None
+    try:
+        return float(response.headers.get("retry-after") or 5)
+    except ValueError:
+        return 5.0
+
+
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
     group = parser.add_argument_group("xlinterview")
@@ -178,10 +194,7 @@ class CandidateUser(FastHttpUser):
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
-                delayed = None
-                if response.status_code == 503 and SCORING_DELAYED_TYPE in (response.text or ""):
-                    delayed = float(response.headers.get("retry-after") or 5)
-                return response.status_code, None, delayed
+                return response.status_code, None, _scoring_delayed_wait(response)
             body: dict[str, Any] = response.json()
             return 200, body, None
 
