@@ -46,7 +46,7 @@
     context: $("question-context"), contextPrompt: $("question-context-prompt"), followUp: $("question-follow-up"),
     sheet: $("sheet"), sheetCaption: $("sheet-caption"), sheetHead: $("sheet-head"), sheetBody: $("sheet-body"),
     answerForm: $("answer-form"), answerField: $("answer-field"), answerError: $("answer-error"),
-    submitButton: $("submit-button"), submitStatus: $("submit-status"),
+    submitButton: $("submit-button"), submitStatus: $("submit-status"), continueButton: $("continue-button"),
     result: $("result"), resultHeading: $("result-heading"), resultFeedback: $("result-feedback"),
     criteriaBlock: $("result-criteria-block"), criteria: $("result-criteria"),
     evidenceBlock: $("result-evidence-block"), evidence: $("result-evidence"), signals: $("result-signals"),
@@ -527,6 +527,7 @@
     el.submitButton.hidden = Boolean(turn.result);
     el.submitButton.disabled = locked;
     el.submitStatus.textContent = "";
+    el.continueButton.hidden = true;
     renderResult(turn.result);
   }
 
@@ -719,9 +720,13 @@
         if (isScoringDelayed(err)) {
           // The answer is stored: keep the key and wait for the score, which the event
           // stream may bring first (then the loop ends without another resend).
+          // The interview's clock runs meanwhile, so the candidate may also move on: the
+          // answer counts, and its score reaches the summary once the server has it.
+          el.continueButton.hidden = false;
           if (delayedResends < SCORING_DELAYED_RESENDS) {
             delayedResends++;
-            el.submitStatus.textContent = "Your answer is saved. Scoring is taking longer than usual…";
+            el.submitStatus.textContent =
+              "Your answer is saved. Scoring is taking longer than usual… You can wait, or continue to the next question.";
             await sleep(retryAfterMs(err, SCORING_DELAYED_WAIT_MS));
             continue;
           }
@@ -789,6 +794,18 @@
     store.set(TURN_KEY, pending);
     renderTurn(pending);
     await sendPending();
+  }
+
+  // Leaves an answer whose score is late: it is stored and counts, so the interview goes
+  // on without waiting; the pending turn is dropped, which ends its resends.
+  async function onContinue() {
+    const turn = store.get(TURN_KEY);
+    if (!turn || !turn.key || turn.result) return;
+    store.remove(TURN_KEY);
+    el.continueButton.hidden = true;
+    el.submitStatus.textContent = "";
+    clearError();
+    await loadCurrentQuestion();
   }
 
   async function onNext() {
@@ -886,6 +903,7 @@
     store.set(TURN_KEY, { ...turn, answer: readAnswer(turn.question) });
   });
   el.nextButton.addEventListener("click", onNext);
+  el.continueButton.addEventListener("click", onContinue);
   el.finishEarly.addEventListener("click", onFinishEarly);
   resume();
 })();

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health
 
+from common.errors import REASON_SCORING_UNAVAILABLE, Unavailable
 from gateway.__main__ import server_options
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -92,6 +93,9 @@ class FakeOrchestrator(
         fail: When set, every call aborts with this (code, message).
         crash: When set, every call raises it, as a bug in the orchestrator would.
         delay: Seconds every call sleeps before answering.
+        scoring_down: When set, SubmitAnswer stores the answer without a score, moves the
+            session on and fails UNAVAILABLE with reason SCORING_UNAVAILABLE, as the
+            orchestrator does when its scorer fails (a resend of the key fails alike).
         calls: (method, request, metadata, time_remaining) of each call received.
         time_limit_s: Standard interview time. Deadlines run on the real clock (unlike
             the fixed start times), so timers and time warnings can be tested.
@@ -105,6 +109,8 @@ class FakeOrchestrator(
         self.fail: tuple[grpc.StatusCode, str] | None = None
         self.crash: Exception | None = None
         self.delay = 0.0
+        self.scoring_down = False
+        self.unscored: dict[str, str] = {}
         self.calls: list[tuple[str, Any, dict[str, str], float | None]] = []
         self.sessions: dict[str, orchestrator_pb2.Session] = {}
         self.positions: dict[str, int] = {}
@@ -186,12 +192,21 @@ class FakeOrchestrator(
         await self._enter("SubmitAnswer", request, context)
         if request.idempotency_key in self.by_key:
             return self.by_key[request.idempotency_key]
+        if request.idempotency_key in self.unscored:
+            raise self._scoring_unavailable(request.idempotency_key)
         session = await self._session(request.session_id, context)
         if session.status == orchestrator_pb2.SESSION_STATUS_FINISHED:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the interview is finished")
         current = self._question(request.session_id)
         if request.item_id != current.item_id:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.item_id} is not the current question")
+        if self.scoring_down:
+            turn = session.turns.add(
+                answer_id=f"a{len(session.turns) + 1}", item_id=current.item_id, prompt=current.prompt, answer=request.answer
+            )
+            self.positions[request.session_id] += 1
+            self.unscored[request.idempotency_key] = turn.answer_id
+            raise self._scoring_unavailable(request.idempotency_key)
         right = request.answer.replace(" ", "").upper() in ('=SUMIF(A2:A4,"EAST",B2:B4)', "1")
         score = common_pb2.Score(
             value=1.0 if right else 0.25,
@@ -225,6 +240,13 @@ class FakeOrchestrator(
             response.finished = True
         self.by_key[request.idempotency_key] = response
         return response
+
+    def _scoring_unavailable(self, key: str) -> Unavailable:
+        return Unavailable(
+            "answer saved; scoring is unavailable right now",
+            reason=REASON_SCORING_UNAVAILABLE,
+            metadata={"answer_id": self.unscored[key]},
+        )
 
     async def GetSession(self, request, context):  # noqa: N802
         await self._enter("GetSession", request, context)

@@ -119,3 +119,30 @@ async def test_an_interview_cancelled_by_the_hiring_team_ends_the_open_page(brow
                 "The hiring team ended this interview. Your answers so far are saved."
             )
             await expect(page.locator("#answer-input")).to_be_hidden()
+
+
+async def test_a_late_score_lets_the_candidate_continue_by_keyboard(browser: Browser, orchestrator: FakeServer) -> None:
+    orchestrator.servicer.scoring_down = True
+    settings = GatewaySettings(orchestrator_address=orchestrator.address)
+    app = create_app(settings)
+    async with serve(settings, app) as url:
+        async with open_invite(browser, orchestrator, url) as page:
+            session_id = await start_with_stream(page, app, orchestrator)
+            await page.locator("#answer-input").fill('=SUMIF(A2:A4,"East",B2:B4)')
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#submit-status")).to_have_text(
+                "Your answer is saved. Scoring is taking longer than usual… You can wait, or continue to the next question."
+            )
+            # Not "cannot be reached": the page did not take the 503 for a connection problem.
+            await expect(page.locator("#error")).to_be_hidden()
+            await page.locator("#continue-button").focus()
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#question-heading")).to_have_text("Question 2 of 2")
+            await expect(page.locator("#question-heading")).to_be_focused()
+            await expect(page.locator("#continue-button")).to_be_hidden()
+            await expect(page.locator("#submit-status")).to_have_text("")
+            # The answer was sent once and stored once; its resend (on the page's stopped fake
+            # clock) was dropped with the turn, so it never goes out.
+            calls = [c[0] for c in orchestrator.servicer.calls]
+            assert calls.count("SubmitAnswer") == 1 and calls[-1] == "GetCurrentQuestion"
+            assert len(orchestrator.servicer.sessions[session_id].turns) == 1
