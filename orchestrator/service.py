@@ -66,7 +66,7 @@ _STATUS = {
     "finished": orchestrator_pb2.SESSION_STATUS_FINISHED,
 }
 
-SCORING_UNAVAILABLE = (
+SCORING_UNAVAILABLE_MESSAGE = (
     "answer saved; scoring is unavailable right now. It is retried automatically, "
     "or retry with the same idempotency key"
 )
@@ -407,7 +407,9 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 answer.session_id, "scoring_failed", {"answer_id": str(answer.answer_id), "reason": reason}
             )
             raise Unavailable(
-                SCORING_UNAVAILABLE, reason=REASON_SCORING_UNAVAILABLE, metadata={"answer_id": str(answer.answer_id)}
+                SCORING_UNAVAILABLE_MESSAGE,
+                reason=REASON_SCORING_UNAVAILABLE,
+                metadata={"answer_id": str(answer.answer_id)},
             ) from exc
         SCORING_RESULTS.labels("ok").inc()
         try:
