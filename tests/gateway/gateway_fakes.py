@@ -90,7 +90,8 @@ class FakeOrchestrator(
     """An in-memory orchestrator (with the staff services) with knobs to fail, stall, and record calls.
 
     Attributes:
-        fail: When set, every call aborts with this (code, message).
+        fail: When set, every call aborts with this (code, message) or (code, message,
+            trailing metadata).
         crash: When set, every call raises it, as a bug in the orchestrator would.
         delay: Seconds every call sleeps before answering.
         scoring_down: When set, SubmitAnswer stores the answer without a score, moves the
@@ -106,7 +107,7 @@ class FakeOrchestrator(
         self.reset()
 
     def reset(self) -> None:
-        self.fail: tuple[grpc.StatusCode, str] | None = None
+        self.fail: tuple[grpc.StatusCode, str] | tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]] | None = None
         self.crash: Exception | None = None
         self.delay = 0.0
         self.scoring_down = False

@@ -122,7 +122,7 @@ def rich_status(message: str, reason: str, domain: str) -> tuple[tuple[str, byte
 async def test_any_other_unavailable_is_still_the_service_unavailable_problem(
     client: httpx.AsyncClient, orchestrator: FakeServer, trailers: tuple[tuple[str, bytes], ...]
 ) -> None:
-    orchestrator.servicer.fail = (grpc.StatusCode.UNAVAILABLE, "down", trailers)  # type: ignore[assignment]
+    orchestrator.servicer.fail = (grpc.StatusCode.UNAVAILABLE, "down", trailers)
     as_candidate_of(client)
     response = await client.post(f"{API}/s1/answers", json=ANSWER)
     problem = assert_problem(response, 503)
