@@ -115,26 +115,29 @@ class _RpcScope:
         self._started = time.perf_counter()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        context, code = self._context, grpc.StatusCode.OK
-        try:
-            if exc is None:
-                return
-            if isinstance(exc, ServiceError):
-                code = exc.code
-                if exc.error_info is None:
-                    await context.abort(exc.code, exc.message)
-                else:
-                    await context.abort_with_status(_rich_status(exc, exc.error_info))
-            elif isinstance(exc, asyncio.CancelledError):
-                code = grpc.StatusCode.CANCELLED
-            elif isinstance(exc, grpc.aio.AbortError):
-                code = context.code() or grpc.StatusCode.UNKNOWN
-            elif isinstance(exc, Exception):
-                code = grpc.StatusCode.INTERNAL
-                log.error("unhandled error in %s", self._method.name, exc_info=exc)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
-        finally:
-            self._method.finished(code, self._started)
+        context = self._context
+        unexpected = isinstance(exc, Exception) and not isinstance(exc, (ServiceError, grpc.aio.AbortError))
+        if isinstance(exc, ServiceError):
+            code = exc.code
+        elif isinstance(exc, asyncio.CancelledError):
+            code = grpc.StatusCode.CANCELLED
+        elif isinstance(exc, grpc.aio.AbortError):
+            code = context.code() or grpc.StatusCode.UNKNOWN
+        elif unexpected:
+            code = grpc.StatusCode.INTERNAL
+            log.error("unhandled error in %s", self._method.name, exc_info=exc)
+        else:
+            code = grpc.StatusCode.OK  # no error, or a stream closed by its reader
+        # Counted before an error status is sent: a caller that already holds the status
+        # (possibly on this very event loop) must find its call counted.
+        self._method.finished(code, self._started)
+        if isinstance(exc, ServiceError):
+            if exc.error_info is None:
+                await context.abort(exc.code, exc.message)
+            else:
+                await context.abort_with_status(_rich_status(exc, exc.error_info))
+        elif unexpected:
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see server logs")
 
 
 def _wrap_unary(
