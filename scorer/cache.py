@@ -70,13 +70,7 @@ class LruCache(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The value, marked recently used, or None."""
-        value = self._data.get(key)
-        if value is None:
-            self._misses.inc()
-            return None
-        self._data.move_to_end(key)
-        self._hits.inc()
-        return value
+        return self.get_many((key,))[0]
 
     def get_many(self, keys: Sequence[K]) -> list[V | None]:
         """The values of many keys (None where missing), counted in the metrics once per call."""
@@ -95,10 +89,7 @@ class LruCache(Generic[K, V]):
 
     def put(self, key: K, value: V) -> None:
         """Stores a value, evicting the least recently used beyond capacity."""
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self._capacity:
-            self._data.popitem(last=False)
+        self.put_many(((key, value),))
 
     def put_many(self, entries: Iterable[tuple[K, V]]) -> None:
         """Stores many values; the least recently used beyond capacity are evicted once, at the end."""

@@ -39,6 +39,8 @@ from stack.backing import free_port
 from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb
 
 BANK = load_bank(DEFAULT_BANK_DIR)
+AREAS = sorted({item.skill_area for item in BANK})
+MAX_ITEMS = OrchestratorSettings.model_fields["cat_max_items"].default
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -49,9 +51,6 @@ def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     assert len(status.details) == 1 and status.details[0].Unpack(info)
     assert info.domain == ERROR_DOMAIN
     return info
-
-AREAS = sorted({item.skill_area for item in BANK})
-MAX_ITEMS = OrchestratorSettings.model_fields["cat_max_items"].default
 
 
 async def test_full_interview(stub, scorer: FakeScorer, pg: asyncpg.Connection) -> None:  # type: ignore[no-untyped-def]
