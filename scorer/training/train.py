@@ -11,9 +11,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from scorer.minilm import COMPUTE_GRAPH_SHA256, ONNX_SHA256
 from scorer.training.calibration import hits, reliability_diagram
 from scorer.training.data import TrainingSet
-from scorer.training.embed import ENCODER_ID, ONNX_SHA256, Encoder
+from scorer.training.embed import ENCODER_ID, Encoder
 from scorer.training.features import FeatureConfig, Featurizer
 from scorer.training.model import candidates, check_export, new_version, select, to_onnx, write_artefact
 from scorer.training.protocol import Evaluation, Rows, build_rows, calibrate, cross_validate
@@ -140,7 +141,7 @@ def train(
         "review_threshold": threshold,
         "review_target": review_target,
         "calibrator": calibrator.to_json(),
-        "encoder": {"id": ENCODER_ID, "onnx_sha256": ONNX_SHA256},
+        "encoder": {"id": ENCODER_ID, "onnx_sha256": ONNX_SHA256, "compute_graph_sha256": COMPUTE_GRAPH_SHA256},
         "data": {"name": data.name, "sha256": data.content_hash(), "answers": len(data.answers), "questions": len(data.questions)},
         "cv_metrics": metrics,
         "cv_models_per_fold": evaluation.chosen if evaluation else None,

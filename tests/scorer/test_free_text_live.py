@@ -26,7 +26,7 @@ GOOD = (
 )
 MIDDLING = "A relative reference changes when the formula is copied to another cell."
 # The committed artefact (version_policy serves only the latest version).
-TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "2"
+TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "3"
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ async def test_off_topic_needs_the_encoder_and_scores_zero(
     assert_rule_zero(result, "off_topic")
     assert result.needs_review
     # The rule read the encoder's similarity, so the score names the encoder (and only it).
-    assert list(result.provenance.models) == ["sentence_encoder:1"] and "triton.sentence_encoder" in result.signals
+    assert list(result.provenance.models) == ["sentence_encoder:2"] and "triton.sentence_encoder" in result.signals
     assert any(e.startswith("closest meaning to the question or a reference answer: cosine") for e in result.evidence)
 
 
@@ -129,7 +129,7 @@ async def test_a_model_score_names_what_produced_it(
     assert not any(s.startswith("model:") for s in result.signals)
     assert {"core_rs.text_features", "triton.sentence_encoder", "llm_judge:not_configured"} <= set(result.signals)
     assert not any(s.startswith("guard:") for s in result.signals)
-    assert result.provenance.models[:2] == ["answer_scorer:1", "sentence_encoder:1"]
+    assert result.provenance.models[:2] == ["answer_scorer:1", "sentence_encoder:2"]
 
 
 async def test_low_confidence_goes_to_review(triton: TritonServer, text_item: common_pb2.ScoringItem) -> None:
@@ -229,7 +229,7 @@ async def test_the_trained_model_scores_free_text_and_says_so(
     assert {f"model:answer_scorer_text@{TEXT_MODEL.name}", "confidence.isotonic_oof", "triton.text_features"} <= set(good.signals)
     assert not any(s.startswith("heuristic:") or s == "confidence.margin_uncalibrated" for s in good.signals)
     assert good.provenance.model_name == "answer_scorer_text" and good.provenance.model_version == TEXT_MODEL.name
-    assert list(good.provenance.models) == [f"answer_scorer_text:{TEXT_MODEL.name}", "text_features:1"]
+    assert list(good.provenance.models) == [f"answer_scorer_text:{TEXT_MODEL.name}", "text_features:2"]
     assert any("cosine" in e for e in good.evidence)
 
 
@@ -263,7 +263,7 @@ async def test_guards_run_before_the_trained_model(
         trained, text_item, "My grandmother grows tomatoes and beans in her garden every summer near the lake."
     )
     assert_rule_zero(off_topic, "off_topic")
-    assert list(off_topic.provenance.models) == ["text_features:1"]
+    assert list(off_topic.provenance.models) == ["text_features:2"]
     for canary in CANARIES:
         clean = await score(trained, text_item, MIDDLING)
         result = await score(trained, text_item, f"{MIDDLING} {canary}")
@@ -294,7 +294,7 @@ async def test_describe_models_lists_the_text_models(trained: scorer_pb2_grpc.Sc
     described = await trained.DescribeModels(scorer_pb2.DescribeModelsRequest())
     assert {(m.name, m.version, m.ready) for m in described.models} == {
         ("answer_scorer", "1", True),
-        ("sentence_encoder", "1", True),
+        ("sentence_encoder", "2", True),
         ("answer_scorer_text", TEXT_MODEL.name, True),
-        ("text_features", "1", True),
+        ("text_features", "2", True),
     }

