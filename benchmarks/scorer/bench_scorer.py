@@ -162,8 +162,10 @@ async def bench_stream(
 
 
 UnaryRun = tuple[int, float, list[float]]
-# Rounds of core_rs alone, then the stream, whose ratios give the stream's median.
-STREAM_ROUNDS = 3
+# Rounds of core_rs alone, then the stream, whose ratios give the stream's median. Five: on a
+# quiet box single rounds of the same code land near 50% or near 90% (41-97% in two runs each
+# of two commits), so three rounds could still report either mode.
+STREAM_ROUNDS = 5
 
 
 def cpu_seconds(pid: int, thread: int | None = None) -> float:
@@ -388,7 +390,8 @@ async def measure(
         ceiling = local["batch64"] / local["single"]
         results.append(
             (
-                f"onnxruntime alone in-process ({encoder_threads()} threads, as on Triton), 1 answer per call",
+                f"onnxruntime alone in-process ({encoder_threads()} thread{'' if encoder_threads() == 1 else 's'}, as on Triton), "
+                "1 answer per call",
                 f"{local['single']:,.0f} answers/s",
                 "the model's own cost",
                 "",
