@@ -19,7 +19,7 @@ import triton_python_backend_utils as pb_utils
 # The stub runs the project's virtual environment, where the project is installed.
 from scorer.training.features import BASE_FEATURES
 from scorer.training.model import CONFIDENCE_NAME, INPUT_NAME, SCORE_NAME, load_metadata
-from scorer.triton_backend import parameter, rejected
+from scorer.triton_backend import parameter, rejected, single_threaded_blas
 
 
 class TritonPythonModel:
@@ -34,6 +34,7 @@ class TritonPythonModel:
         Raises:
             ValueError: The artefact is not a base-feature model or its graph was changed.
         """
+        single_threaded_blas()
         import onnxruntime as ort
 
         folder = Path(__file__).resolve().parent

@@ -20,7 +20,7 @@ import triton_python_backend_utils as pb_utils
 
 # The stub runs the project's virtual environment, where the project is installed.
 from scorer.minilm import MAX_SEQ_LENGTH, embed, open_session, open_tokenizer
-from scorer.triton_backend import parameter, rejected
+from scorer.triton_backend import parameter, rejected, single_threaded_blas
 
 
 class TritonPythonModel:
@@ -33,6 +33,7 @@ class TritonPythonModel:
             args: Triton model arguments; ``model_config`` holds the parameters
                 ``intra_op_threads`` and ``max_seq_length``.
         """
+        single_threaded_blas()
         threads = int(parameter(args, "intra_op_threads", "1"))
         max_len = int(parameter(args, "max_seq_length", str(MAX_SEQ_LENGTH)))
         # Both check the pinned sha256 of their files; a missing package fails this model's load.

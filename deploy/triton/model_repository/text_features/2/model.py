@@ -19,7 +19,7 @@ import triton_python_backend_utils as pb_utils
 from scorer.training.data import Question
 from scorer.training.embed import Encoder
 from scorer.training.features import BASE_FEATURES, Featurizer, QuestionEncoding
-from scorer.triton_backend import parameter, rejected
+from scorer.triton_backend import parameter, rejected, single_threaded_blas
 
 
 def parse_item(raw: str) -> Question:
@@ -46,6 +46,7 @@ class TritonPythonModel:
             args: Triton model arguments; ``model_config`` holds ``intra_op_threads``,
                 ``question_cache`` and ``answer_cache``.
         """
+        single_threaded_blas()
         self.cache_size = int(parameter(args, "question_cache", "256"))
         encoder = Encoder(
             threads=int(parameter(args, "intra_op_threads", "1")),
