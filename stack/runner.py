@@ -24,6 +24,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_REPOSITORY = REPO_ROOT / "deploy" / "triton" / "model_repository"
 
 
+def served_version(model: str) -> Path:
+    """The version directory Triton serves for ``model``: the highest number, as every
+    model's ``version_policy: { latest: { num_versions: 1 } }`` says."""
+    versions = [p for p in (MODEL_REPOSITORY / model).iterdir() if p.name.isdigit()]
+    return max(versions, key=lambda p: int(p.name))
+
+
 class StackError(RuntimeError):
     """A part of the stack did not start."""
 

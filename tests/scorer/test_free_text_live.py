@@ -15,7 +15,7 @@ import pytest
 
 from scorer_helpers import start_scorer
 from stack.backing import TritonServer
-from stack.runner import MODEL_REPOSITORY
+from stack.runner import served_version
 from tests.training.canaries import CANARIES
 from tests.training.fake_openai import FakeServer
 from xlinterview.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
@@ -25,8 +25,7 @@ GOOD = (
     "stays fixed because the dollar sign locks the row and the column."
 )
 MIDDLING = "A relative reference changes when the formula is copied to another cell."
-# The committed artefact (version_policy serves only the latest version).
-TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "3"
+TEXT_MODEL = served_version("answer_scorer_text")
 
 
 @pytest.fixture(scope="module")

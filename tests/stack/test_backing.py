@@ -26,9 +26,8 @@ from stack.backing import (
     free_port,
     running_postgres_port,
 )
+from stack.runner import MODEL_REPOSITORY, REPO_ROOT, served_version
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODEL_REPOSITORY = REPO_ROOT / "deploy" / "triton" / "model_repository"
 WEIGHTS = MODEL_REPOSITORY / "answer_scorer" / "1" / "weights.json"
 FEATURES = (
     "kind_formula", "kind_text", "parses", "value_match", "function_overlap",
@@ -336,8 +335,7 @@ def test_triton_start_failure_reports_log(tmp_path: Path, model_py: str | None) 
 
 # -- answer_scorer_text and text_features ---------------------------------------------
 
-# The committed artefact (version_policy serves only the latest version).
-TEXT_MODEL = MODEL_REPOSITORY / "answer_scorer_text" / "3"
+TEXT_MODEL = served_version("answer_scorer_text")
 TEXT_ITEM = {
     "prompt": "What does VLOOKUP do?",
     "references": ["VLOOKUP searches the first column of a table and returns the value in the same row of another column."],

@@ -18,7 +18,7 @@ import pytest
 from orchestrator.bank import FreeTextItem, load_bank
 from orchestrator.settings import DEFAULT_BANK_DIR
 from scorer.training.data import load_jsonl, load_jsonl_files
-from stack.runner import MODEL_REPOSITORY
+from stack.runner import served_version
 
 DATASETS = Path(__file__).resolve().parents[2] / "scorer" / "training" / "datasets"
 DATA = DATASETS / "excel_bank_graded.jsonl"
@@ -63,8 +63,6 @@ def test_grades_are_half_points_on_the_scale_and_span_it() -> None:
 def test_the_served_text_model_was_trained_on_these_files(bank: dict[str, FreeTextItem]) -> None:
     training = load_jsonl_files(TRAINING_FILES)
     assert set(load_jsonl(DATA).questions) <= set(bank) and not set(load_jsonl(TRAINING_FILES[1]).questions) & set(bank)
-    versions = [p for p in (MODEL_REPOSITORY / "answer_scorer_text").iterdir() if p.name.isdigit()]
-    served = max(versions, key=lambda p: int(p.name))  # version_policy: latest, one version
-    metadata = json.loads((served / "metadata.json").read_text(encoding="utf-8"))
+    metadata = json.loads((served_version("answer_scorer_text") / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["data"]["name"] == training.name
     assert metadata["data"]["sha256"] == training.content_hash(), "retrain: the graded answers changed since"
