@@ -58,16 +58,25 @@ up: install
 test-rust: install
 	cargo test --release --workspace
 
+# The Debian packages below install when make runs as root (a fresh machine or container, whose
+# package lists may be empty, hence the update); otherwise their rules say what to install.
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 $(STAMPS)/chromium:
 	@mkdir -p $(STAMPS)
 	@if [ ! -x /usr/lib/chromium/chromium ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then $(APT_INSTALL) chromium >/dev/null; \
 	  else echo "error: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; \
 	fi
 	@touch $@
 
-test-python: install $(STAMPS)/chromium
+# wrk, the C load generator of the gateway benchmarks, from Debian; the tests need it too, since
+# tests/e2e/test_mix_smoke.py runs bench-mix's script for a few seconds so that it cannot rot.
+check-wrk:
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && $(APT_INSTALL) wrk >/dev/null; } || { echo "error: install wrk (sudo apt-get install wrk)" >&2; exit 1; }
+
+test-python: install $(STAMPS)/chromium check-wrk
 	$(BIN)/python -m pytest -q --durations=20
 
 test: test-rust test-python
@@ -104,10 +113,6 @@ bench-core: install
 bench-load: install
 	$(BIN)/python -m pip install --quiet py-spy==0.4.3
 	$(BIN)/python benchmarks/load/run.py
-
-# wrk, the C load generator of the gateway benchmarks, from Debian.
-check-wrk:
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "error: install wrk (apt-get install wrk)" >&2; exit 1; }
 
 # Gateway throughput with wrk against the stack, beside a bare FastAPI -> grpc.aio reference, then the
 # 5-minute candidate mix; updates the gateway section of benchmarks/README.md (~10 min).

@@ -6,10 +6,12 @@
 -- (read the session, then the current question) and one in twenty is sent a second time with
 -- the same idempotency key, as after a lost response.
 --
---   wrk -t32 -c32 -d300s -s mix.lua http://127.0.0.1:PORT -- INVITES ANSWERS THREADS
+--   wrk -t32 -c32 -d300s -s mix.lua http://127.0.0.1:PORT -- INVITES ANSWERS THREADS [RELOAD_P RESEND_P]
 --
 -- INVITES: invite tokens, one a line; thread k (0-based) takes lines k+1, k+1+THREADS, ...
 -- ANSWERS: "kind<TAB>answer as a JSON string" lines from benchmarks/load/answers.py.
+-- RELOAD_P, RESEND_P: the reload and resend probabilities, 0.1 and 0.05 when left out; a run of a
+-- few seconds (tests/e2e/test_mix_smoke.py) raises them so that both paths surely run.
 --
 -- Run it with as many threads as connections (-t N -c N): a thread's connections share its Lua
 -- state and wrk does not call request() for a connection right after that connection's
@@ -73,6 +75,7 @@ function init(args)
     answers[kind] = answers[kind] or {}
     table.insert(answers[kind], literal)
   end
+  RELOAD_P, RESEND_P = tonumber(args[4]) or RELOAD_P, tonumber(args[5]) or RESEND_P
   math.randomseed(os.time() * 1000 + id)
   for _, name in ipairs(TYPES) do counts[name], non_2xx[name] = 0, 0 end
 end

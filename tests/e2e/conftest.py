@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,13 @@ import pytest
 from stack.backing import free_port
 from stack.runner import Stack
 from stack.settings import StackSettings
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+# The load smoke tests run the benchmarks' own seeding and scenarios, which import each other
+# as top-level modules (run, report, answers) from this folder.
+sys.path.insert(0, str(BENCHMARKS / "load"))
+
+from run import RATE_LIMIT_ENV  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +34,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     with Stack(settings) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def unthrottled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A stack of the module's own, without rate limits, for the load smoke tests.
+
+    Every load generator's user comes from 127.0.0.1, and the shared ``stack`` keeps the default
+    per-IP and sign-in limits that its tests check. Module scope, because the limits are lifted
+    through this process's environment (the stack passes it on to the services) for as long as
+    the stack runs, and the other tests' settings must not see that.
+    """
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in RATE_LIMIT_ENV.items():
+            env.setenv(name, value)
+        settings = StackSettings(
+            data_dir=tmp_path_factory.mktemp("load-data"), gateway_port=free_port(), scorer_port=free_port(),
+            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
+        )
+        with Stack(settings) as running:
+            yield running
 
 
 @pytest.fixture(scope="session")

@@ -9,38 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from stack.backing import free_port
+# benchmarks/load is on sys.path (conftest.py), as is the unthrottled_stack fixture.
+from report import AGGREGATED, read_stats
+from run import locust_command, seed
 from stack.runner import Stack
-from stack.settings import StackSettings
-
-LOAD_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "load"
-sys.path.insert(0, str(LOAD_DIR))
-
-from report import AGGREGATED, read_stats  # noqa: E402
-from run import RATE_LIMIT_ENV, locust_command, seed  # noqa: E402
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def unthrottled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    # Its own stack: every locust user comes from 127.0.0.1, and the shared e2e stack
-    # keeps the default per-IP and sign-in limits that its tests check.
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in RATE_LIMIT_ENV.items():
-            env.setenv(name, value)
-        settings = StackSettings(
-            data_dir=tmp_path_factory.mktemp("load-data"), gateway_port=free_port(), scorer_port=free_port(),
-            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
-        )
-        with Stack(settings) as running:
-            yield running
 
 
 def test_every_locust_user_runs_without_a_failure(unthrottled_stack: Stack, tmp_path: Path) -> None:
