@@ -39,6 +39,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,9 @@ MIX_CONNECTIONS = 32
 MIX_SEED_RATE = 400.0
 # wrk's Lua done() prints one JSON line after this marker.
 MARKER = "XLI-RESULT "
+# A submit thread prints this line once it has answered all its sessions; once every thread has,
+# the phase ends (wrk is interrupted), so the rate counts only requests that stored a new answer.
+OUT_OF_SESSIONS = "XLI-OUT-OF-SESSIONS"
 DONE_LUA = f"""
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -184,12 +188,21 @@ setup = function(thread)
   counter = counter + 1
 end
 local n = 0
+local out = false
 request = function()
   -- Thread k takes sessions k+1, k+1+threads, ...: disjoint, so no session is answered twice.
   local index = offset + 1 + n * threads
   n = n + 1
   if index > #sessions then
-    -- Out of fresh sessions: this request is a replay and counts as one; the report says so.
+    -- Out of fresh sessions: the thread stops and says so (bench_gateway.py then ends the phase).
+    -- wrk still sends the request returned here, an idempotent replay of the thread's first
+    -- session; if its response is counted, the report counts it as a replay.
+    if not out then
+      out = true
+      io.write("{OUT_OF_SESSIONS}\\n")
+      io.flush()
+      wrk.thread:stop()
+    end
     index = offset + 1
   end
   local s = sessions[index]
@@ -200,22 +213,45 @@ end
 
 
 def run_wrk(name: str, url: str, script: str, args: argparse.Namespace, work: Path) -> Phase:
-    """One wrk phase of ``args.duration`` seconds with a script generated for it."""
+    """One wrk phase of ``args.duration`` seconds with a script generated for it; it ends
+    early when every thread has printed :data:`OUT_OF_SESSIONS`."""
     path = work / f"{name.replace(' ', '_')}.lua"
     path.write_text(script)
-    return measure_wrk(name, url, path, [f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"])
+    load = [f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
+    return measure_wrk(name, url, path, load, stop_after=args.threads)
 
 
-def measure_wrk(name: str, url: str, script: Path, load: list[str], script_args: tuple[str, ...] = ()) -> Phase:
+def _run_until_out(command: list[str], stop_after: int | None) -> subprocess.CompletedProcess[str]:
+    """Runs wrk; once ``stop_after`` threads have printed :data:`OUT_OF_SESSIONS`, interrupts it.
+
+    wrk's own duration would otherwise count the idle time after its threads stopped. On
+    SIGINT wrk ends the run there, and its summary (and the script's ``done``) covers the
+    time until then.
+    """
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as wrk:
+        assert wrk.stdout is not None and wrk.stderr is not None
+        lines, out = [], 0
+        for line in wrk.stdout:
+            lines.append(line)
+            if line.strip() == OUT_OF_SESSIONS:
+                out += 1
+                if out == stop_after:
+                    wrk.send_signal(signal.SIGINT)
+        stderr = wrk.stderr.read()
+    return subprocess.CompletedProcess(command, wrk.returncode, "".join(lines), stderr)
+
+
+def measure_wrk(name: str, url: str, script: Path, load: list[str], script_args: tuple[str, ...] = (),
+                stop_after: int | None = None) -> Phase:
     """wrk with ``load`` (threads, connections, duration) and ``script``, and the CPU times of
-    every process around it."""
+    every process around it; ``stop_after``: see :func:`_run_until_out`."""
     command = ["wrk", *load, "--timeout", "10s", "-s", str(script), url]
     if script_args:
         command += ["--", *script_args]
     before = cpu_by_group()
     waited_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = _run_until_out(command, stop_after)
     seconds = time.monotonic() - started
     after = cpu_by_group()
     waited_after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -457,8 +493,10 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
         f"{load[0]:.1f}/{load[1]:.1f}. Reference: a bare FastAPI endpoint forwarding to a grpc.aio echo "
         "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`), one worker. Submit: each of "
         f"{formula_first:,} sessions whose first question is a formula item answers it once with the "
-        "item's reference formula, half of them through each gateway"
-        + (f"; {replays:,} requests ran out of fresh sessions and were idempotent replays" if replays else "")
+        "item's reference formula, half of them through each gateway; a submit phase ends when its "
+        f"sessions are all answered (these lasted {submit.seconds:.1f} and {submit_many.seconds:.1f} s), so "
+        "every request stores a new answer"
+        + (f" except {replays:,} idempotent replays sent as the sessions ran out" if replays else "")
         + ".",
         "",
         table(phases, reference),

@@ -492,8 +492,11 @@ def main() -> None:
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
-    scorer_address, echo_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp, TritonServer(MODEL_REPOSITORY, Path(tmp) / "triton") as triton:
+        # Picked once Triton holds its ports, so neither can be one of them (a run crashed so).
+        scorer_port = free_port()
+        echo_port = next(port for port in iter(free_port, None) if port != scorer_port)
+        scorer_address, echo_address = f"127.0.0.1:{scorer_port}", f"127.0.0.1:{echo_port}"
         env = {
             **os.environ,
             "TRITON_URL": triton.url,
