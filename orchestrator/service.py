@@ -333,6 +333,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 answer=answer.answer,
                 submitted_at=_timestamp(answer.submitted_at),
                 follow_up=follow_up,
+                skill_area=item.skill_area,
             )
             if turn.score is not None:
                 out.score.CopyFrom(turn.score)

@@ -8,10 +8,9 @@ from statistics import NormalDist
 from fastapi import APIRouter
 
 from gateway.admin_schemas import AbilitySummary, Report, SkillAbility, SkillScore, interview_from_proto
-from gateway.deps import AdminClientDep, OrchestratorDep, OwnedInterviewDep
+from gateway.deps import OrchestratorDep, OwnedInterviewDep
 from gateway.problems import problem_responses
 from gateway.schemas import Result, Session, staff_session_from_proto
-from xlinterview.v1 import admin_pb2
 
 router = APIRouter(prefix="/api/v1/interviews", tags=["reports"], responses=problem_responses(401, 403, 404, 429, 503))
 
@@ -110,7 +109,7 @@ def skill_abilities(result: Result) -> list[SkillAbility]:
 
 
 @router.get("/{interview_id}/report", response_model=Report, summary="Interview report")
-async def get_report(interview: OwnedInterviewDep, admin: AdminClientDep, orchestrator: OrchestratorDep) -> Report:
+async def get_report(interview: OwnedInterviewDep, orchestrator: OrchestratorDep) -> Report:
     """The interview, every answer with its score, evidence and feedback, and per-skill means.
 
     Each score says whether it needs a human check (``needs_review``) and why
@@ -122,10 +121,10 @@ async def get_report(interview: OwnedInterviewDep, admin: AdminClientDep, orches
     """
     if not interview.session_id:
         return Report(interview=interview_from_proto(interview), session=None, skills=[], item_skills={})
-    session = staff_session_from_proto(await orchestrator.get_session(interview.session_id))
-    bank = await admin.interviews("ListBankItems", admin_pb2.ListBankItemsRequest())
-    answered = {t.item_id for t in session.turns}
-    item_skills = {i.item_id: i.skill_area for i in bank.items if i.item_id in answered}
+    stored = await orchestrator.get_session(interview.session_id)
+    session = staff_session_from_proto(stored)
+    # Each turn names its item version's skill area, so a report needs no look at the bank.
+    item_skills = {t.item_id: t.skill_area for t in stored.turns}
     result = session.result
     return Report(
         interview=interview_from_proto(interview),

@@ -203,7 +203,8 @@ class FakeOrchestrator(
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.item_id} is not the current question")
         if self.scoring_down:
             turn = session.turns.add(
-                answer_id=f"a{len(session.turns) + 1}", item_id=current.item_id, prompt=current.prompt, answer=request.answer
+                answer_id=f"a{len(session.turns) + 1}", item_id=current.item_id, prompt=current.prompt,
+                answer=request.answer, skill_area=current.skill_area,
             )
             self.positions[request.session_id] += 1
             self.unscored[request.idempotency_key] = turn.answer_id
@@ -231,6 +232,7 @@ class FakeOrchestrator(
             answer=request.answer,
             score=score,
             submitted_at=submitted,
+            skill_area=current.skill_area,
         )
         session.overall_score = sum(t.score.value for t in session.turns) / len(session.turns)
         self.positions[request.session_id] += 1

@@ -211,6 +211,8 @@ async def test_invite_link_starts_once_and_the_report_shows_the_answers(
     assert [t["answer"] for t in data["session"]["turns"]] == ['=SUMIF(A2:A4,"East",B2:B4)']
     assert data["skills"] == [{"skill_area": "aggregation", "mean_score": 1.0, "answered": 1}]
     assert data["item_skills"] == {"sum-east": "aggregation"}
+    # The skill areas come with the session's turns; the bank is not read for a report.
+    assert "ListBankItems" not in [method for method, *_ in orchestrator.servicer.calls]
 
 
 # ------------------------------------------------------------------ rate limits

@@ -97,6 +97,7 @@ async def test_full_interview(stub, scorer: FakeScorer, pg: asyncpg.Connection) 
     assert session.status == pb.SESSION_STATUS_FINISHED and session.HasField("finished_at")
     assert [t.answer_id for t in session.turns] == answer_ids
     assert [t.item_id for t in session.turns] == asked
+    assert [t.skill_area for t in session.turns] == [area_of[a] for a in asked]
     assert all(t.HasField("score") and t.submitted_at.seconds > 0 and t.prompt for t in session.turns)
     res = session.result
     assert res.stop_reason in ("se_target", "max_items") and res.answers_scored == len(asked)
