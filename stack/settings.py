@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Self
+
 from pydantic import AliasChoices, Field
 
 from common.settings import ServiceSettings
+from stack.backing import free_port
 
 
 class StackSettings(ServiceSettings):
@@ -32,3 +36,17 @@ class StackSettings(ServiceSettings):
     scorer_port: int = Field(50051, validation_alias=AliasChoices("XLI_SCORER_PORT", "scorer_port"))
     orchestrator_port: int = Field(50052, validation_alias=AliasChoices("XLI_ORCHESTRATOR_PORT", "orchestrator_port"))
     ready_timeout_s: float = 120.0
+
+    @classmethod
+    def isolated(cls, data_dir: Path) -> Self:
+        """A stack of its own, as benchmarks and tests start: PostgreSQL, Redis and Triton
+        embedded under ``data_dir`` whatever the environment names, and free ports.
+
+        Args:
+            data_dir: Where the stack keeps its data.
+        """
+        return cls(
+            data_dir=data_dir, gateway_port=free_port(), scorer_port=free_port(), orchestrator_port=free_port(),
+            database_url=None, redis_url=None, triton_url=None,
+        )
+

@@ -586,10 +586,7 @@ def main() -> None:
         os.environ.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         work = Path(tmp)
-        settings = StackSettings(
-            data_dir=work / "data", gateway_port=free_port(), scorer_port=free_port(),
-            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
-        )
+        settings = StackSettings.isolated(work / "data")
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
         with Stack(settings) as stack:
             phases = None if args.only == "mix" else run_phases(stack, args, work)

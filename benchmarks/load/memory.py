@@ -57,7 +57,6 @@ from run import (  # noqa: E402
     machine,
     seed,
 )
-from stack.backing import free_port  # noqa: E402
 from stack.runner import Stack  # noqa: E402
 from stack.settings import StackSettings  # noqa: E402
 
@@ -237,10 +236,7 @@ def main() -> None:
         os.environ.pop(name, None)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        settings = StackSettings(
-            data_dir=Path(tmp) / "data", gateway_port=free_port(), scorer_port=free_port(),
-            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
-        )
+        settings = StackSettings.isolated(Path(tmp) / "data")
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
         with Stack(settings) as stack:
             measured = asyncio.run(grow(stack, levels, args.settle))

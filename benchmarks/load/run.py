@@ -52,7 +52,6 @@ from report import (  # noqa: E402
     request_table,
     target_lines,
 )
-from stack.backing import free_port  # noqa: E402
 from stack.runner import Stack  # noqa: E402
 from stack.settings import StackSettings  # noqa: E402
 
@@ -251,10 +250,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         raw = args.raw_dir or Path(tmp) / "raw"
         raw.mkdir(parents=True, exist_ok=True)
-        settings = StackSettings(
-            data_dir=Path(tmp) / "data", gateway_port=free_port(), scorer_port=free_port(),
-            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
-        )
+        settings = StackSettings.isolated(Path(tmp) / "data")
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
         with Stack(settings) as stack:
             started = time.monotonic()

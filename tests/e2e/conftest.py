@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stack.backing import free_port
 from stack.runner import Stack
 from stack.settings import StackSettings
 
@@ -23,16 +22,7 @@ from run import RATE_LIMIT_ENV  # noqa: E402
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    settings = StackSettings(
-        data_dir=Path(tmp_path_factory.mktemp("data")),
-        gateway_port=free_port(),
-        scorer_port=free_port(),
-        orchestrator_port=free_port(),
-        database_url=None,
-        redis_url=None,
-        triton_url=None,
-    )
-    with Stack(settings) as running:
+    with Stack(StackSettings.isolated(tmp_path_factory.mktemp("data"))) as running:
         yield running
 
 
@@ -48,11 +38,7 @@ def unthrottled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     with pytest.MonkeyPatch.context() as env:
         for name, value in RATE_LIMIT_ENV.items():
             env.setenv(name, value)
-        settings = StackSettings(
-            data_dir=tmp_path_factory.mktemp("load-data"), gateway_port=free_port(), scorer_port=free_port(),
-            orchestrator_port=free_port(), database_url=None, redis_url=None, triton_url=None,
-        )
-        with Stack(settings) as running:
+        with Stack(StackSettings.isolated(tmp_path_factory.mktemp("load-data"))) as running:
             yield running
 
 
