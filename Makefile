@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory bench-loop
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
@@ -122,6 +122,11 @@ bench-gateway: install check-wrk
 # bench-gateway's candidate-mix phase alone (mix.lua), 5 minutes as issue #8 asks; updates only its part of the section.
 bench-mix: install check-wrk
 	$(BIN)/python benchmarks/gateway/bench_gateway.py --only mix
+
+# The orchestrator and scorer on uvloop against asyncio's default loop, side by side on one stack;
+# updates the event loop section of benchmarks/README.md (~3 min).
+bench-loop: install
+	$(BIN)/python benchmarks/loop/bench_loop.py
 
 clean:
 	rm -rf $(VENV) $(STAMPS) target xlinterview core_rs/*.so
