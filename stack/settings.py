@@ -49,4 +49,3 @@ class StackSettings(ServiceSettings):
             data_dir=data_dir, gateway_port=free_port(), scorer_port=free_port(), orchestrator_port=free_port(),
             database_url=None, redis_url=None, triton_url=None,
         )
-
