@@ -60,7 +60,8 @@ from xlinterview.v1 import orchestrator_pb2_grpc as pbg  # noqa: E402
 README = REPO_ROOT / "benchmarks" / "README.md"
 SECTION = "loop"
 LOOPS = ("asyncio", "uvloop")
-# The loop each service runs on its own; the benchmark starts a copy on the other.
+# The loop each service runs on its own (orchestrator/__main__.py, scorer/__main__.py: keep in
+# step); the benchmark starts a copy on the other.
 OWN_LOOP = {"orchestrator": "uvloop", "scorer": "asyncio"}
 # `python -m NAME` on the given loop: a service that calls uvloop.run gets asyncio.run, one that
 # calls asyncio.run gets uvloop's (uvloop.run itself starts asyncio.Runner, not asyncio.run).
