@@ -14,7 +14,8 @@ import logging
 import re
 import secrets
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
@@ -53,6 +54,8 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 AUTH_FAILED = "wrong email or password"
 
+_T = TypeVar("_T")
+
 
 class IdentitySettings(ServiceSettings):
     """The initial admin and invite defaults.
@@ -63,11 +66,14 @@ class IdentitySettings(ServiceSettings):
         admin_password: That admin's password (``XLI_ADMIN_PASSWORD``). The built-in
             default is accepted only in development.
         invite_ttl_s: How long an invite link stays valid (``XLI_INVITE_TTL_S``).
+        password_hash_concurrency: Most argon2id hashes computed at once
+            (``XLI_PASSWORD_HASH_CONCURRENCY``); see :class:`IdentityService`.
     """
 
     admin_email: str = DEV_ADMIN_EMAIL
     admin_password: str = Field(default=DEV_ADMIN_PASSWORD, repr=False)
     invite_ttl_s: int = Field(default=7 * 24 * 3600, gt=0, le=90 * 24 * 3600)
+    password_hash_concurrency: int = Field(default=2, ge=1)
 
     def check_secrets(self, environment: str) -> None:
         """Refuses built-in or weak secrets outside development.
@@ -169,12 +175,25 @@ def _new_api_secret(key_id: str) -> str:
 class IdentityService(admin_pb2_grpc.IdentityServicer):
     """Implements ``xlinterview.v1.Identity`` on the ``users`` and ``api_keys`` tables.
 
+    At most ``hash_concurrency`` password hashes run at once, the others wait their turn.
+    One argon2id hash holds 64 MiB and runs four lanes in parallel, so a burst of
+    sign-ins (a team signing in at nine) would otherwise take the orchestrator's memory
+    and both cores from the interviews it serves: 30 at once, six at a time on asyncio's
+    worker threads, reached 420 MB and 179% CPU (benchmarks/README.md, load row I).
+
     Args:
         db: The staff pool.
+        hash_concurrency: Most hashes computed at once.
     """
 
-    def __init__(self, db: AdminDb) -> None:
+    def __init__(self, db: AdminDb, hash_concurrency: int = 2) -> None:
         self._db = db
+        self._hashing = asyncio.Semaphore(hash_concurrency)
+
+    async def _argon2(self, work: Callable[..., _T], *args: str) -> _T:
+        """Runs a blocking argon2 call on a worker thread, in turn with the others."""
+        async with self._hashing:
+            return await asyncio.to_thread(work, *args)
 
     async def ensure_initial_admin(self, settings: IdentitySettings) -> None:
         """Creates the configured admin when no admin exists yet.
@@ -187,7 +206,7 @@ class IdentityService(admin_pb2_grpc.IdentityServicer):
         if exists:
             return
         email = normalize_email(settings.admin_email)
-        password_hash = await asyncio.to_thread(hash_password, settings.admin_password)
+        password_hash = await self._argon2(hash_password, settings.admin_password)
         async with self._db.connection("create the initial admin") as conn:
             await conn.execute(
                 "INSERT INTO users (user_id, email, display_name, role, password_hash)"
@@ -212,7 +231,7 @@ class IdentityService(admin_pb2_grpc.IdentityServicer):
                 row = await conn.fetchrow(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE email = $1", email)
         stored = row["password_hash"] if row is not None else _DUMMY_HASH
         try:
-            await asyncio.to_thread(_hasher.verify, stored, password)
+            await self._argon2(_hasher.verify, stored, password)
             ok = row is not None and not row["disabled"]
         except (VerificationError, InvalidHashError):
             ok = False
@@ -221,7 +240,7 @@ class IdentityService(admin_pb2_grpc.IdentityServicer):
         if _hasher.check_needs_rehash(stored):
             # Parameters were raised since this hash was made; upgrade it while the
             # plain password is at hand.
-            new_hash = await asyncio.to_thread(hash_password, password)
+            new_hash = await self._argon2(hash_password, password)
             async with self._db.connection("upgrade a password hash") as conn:
                 await conn.execute("UPDATE users SET password_hash = $2 WHERE user_id = $1", row["user_id"], new_hash)
         return _user(row)
@@ -244,7 +263,7 @@ class IdentityService(admin_pb2_grpc.IdentityServicer):
         display_name = request.display_name.strip()
         if len(display_name) > 200:
             raise InvalidArgument("display_name is longer than 200 characters")
-        password_hash = await asyncio.to_thread(hash_password, request.password)
+        password_hash = await self._argon2(hash_password, request.password)
         async with self._db.connection("create a user") as conn:
             try:
                 row = await conn.fetchrow(

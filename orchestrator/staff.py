@@ -43,7 +43,7 @@ class StaffServices:
             sessions: The Orchestrator servicer that invites start sessions with.
         """
         self.db = await AdminDb.connect(orchestrator.database_url or "", orchestrator.db_timeout_s)
-        self.identity = IdentityService(self.db)
+        self.identity = IdentityService(self.db, self.settings.password_hash_concurrency)
         await self.identity.ensure_initial_admin(self.settings)
         self.interviews = InterviewsService(
             self.db,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest_asyncio
 from common import session_events
 from common.grpc_server import create_server
 from orch_helpers import next_message
+from orchestrator import identity
 from orchestrator.app import Orchestrator
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
 from orchestrator.settings import MissingSetting, OrchestratorSettings
@@ -87,6 +89,38 @@ async def test_initial_admin_signs_in_and_wrong_credentials_look_alike(stubs: St
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         messages.add(caught.value.details())
     assert messages == {"wrong email or password"}
+
+
+async def test_a_burst_of_sign_ins_hashes_at_most_the_configured_number_at_once(
+    stubs: Stubs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = identity._hasher
+    lock = threading.Lock()
+    running = peak = 0
+
+    class CountingHasher:
+        """The real hasher, counting the verifications in progress."""
+
+        def verify(self, stored: str, password: str) -> bool:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            try:
+                return real.verify(stored, password)
+            finally:
+                with lock:
+                    running -= 1
+
+        def check_needs_rehash(self, stored: str) -> bool:
+            return real.check_needs_rehash(stored)
+
+    monkeypatch.setattr(identity, "_hasher", CountingHasher())
+    request = apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD)
+    users = await asyncio.gather(*(stubs.identity.Authenticate(request) for _ in range(8)))
+    assert {user.user_id for user in users} == {stubs.admin.user_id}
+    # Eight at once would have run on all of asyncio's worker threads (six on two cores).
+    assert peak == IdentitySettings().password_hash_concurrency == 2
 
 
 async def test_users_are_stored_with_argon2id_hashes(stubs: Stubs, pg: asyncpg.Connection) -> None:
