@@ -37,8 +37,8 @@ def main() -> None:
         settings.require_backing_urls()
         start_metrics_server(settings.metrics_port)
         # uvloop, as the gateway's uvicorn runs: the orchestrator's CPU per question read and
-        # per answer is about a tenth lower on it (4-16% in runs side by side with asyncio's
-        # own loop, `make bench-loop`); grpc.aio and asyncpg run on any asyncio loop.
+        # per answer is 4-11% lower on it, side by side with asyncio's own loop (`make
+        # bench-loop`, benchmarks/README.md); grpc.aio and asyncpg run on any asyncio loop.
         uvloop.run(run(settings))
     except (MissingSetting, BankError) as exc:
         log.error("cannot start: %s", exc)

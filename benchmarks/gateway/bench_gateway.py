@@ -228,8 +228,10 @@ def _run_until_out(command: list[str], stop_after: int | None) -> subprocess.Com
     SIGINT wrk ends the run there, and its summary (and the script's ``done``) covers the
     time until then.
     """
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as wrk:
-        assert wrk.stdout is not None and wrk.stderr is not None
+    # One pipe for both streams: a script error printed on every request would otherwise fill
+    # an unread stderr pipe and stall wrk while this reads stdout.
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as wrk:
+        assert wrk.stdout is not None
         lines, out = [], 0
         for line in wrk.stdout:
             lines.append(line)
@@ -237,8 +239,7 @@ def _run_until_out(command: list[str], stop_after: int | None) -> subprocess.Com
                 out += 1
                 if out == stop_after:
                     wrk.send_signal(signal.SIGINT)
-        stderr = wrk.stderr.read()
-    return subprocess.CompletedProcess(command, wrk.returncode, "".join(lines), stderr)
+    return subprocess.CompletedProcess(command, wrk.returncode, "".join(lines), "")
 
 
 def measure_wrk(name: str, url: str, script: Path, load: list[str], script_args: tuple[str, ...] = (),
