@@ -183,6 +183,24 @@ def process_table(sampler: ProcessSampler, requests: int) -> str:
     return "\n".join(lines)
 
 
+TARGET_CANDIDATES = 10_000
+TARGET_THINK_S = 30.0
+
+
+def versus_target(candidates: int, think_s: float) -> str:
+    """How a run's scenario differs from issue #8's (10,000 candidates, 30 s think time)."""
+    differences = []
+    if candidates != TARGET_CANDIDATES:
+        differences.append(f"{candidates:,} candidates instead of {TARGET_CANDIDATES:,}")
+    if think_s != TARGET_THINK_S:
+        differences.append(f"a {think_s:g} s think time instead of {TARGET_THINK_S:g} s")
+    if not differences:
+        return "the target scenario"
+    # The candidates' requests a second scale with users / think time.
+    share = (candidates / think_s) / (TARGET_CANDIDATES / TARGET_THINK_S)
+    return f"{' and '.join(differences)}, {share:.0%} of the target scenario's request rate"
+
+
 def target_lines(rows: list[Row], seconds: float) -> list[str]:
     """Issue #8's targets with the measured figure and met / not met."""
     lines = []

@@ -51,6 +51,7 @@ from report import (  # noqa: E402
     read_stats,
     request_table,
     target_lines,
+    versus_target,
 )
 from stack.runner import Stack  # noqa: E402
 from stack.settings import StackSettings  # noqa: E402
@@ -305,7 +306,7 @@ def main() -> None:
             f"before/after: {load_before:.1f}/{load_after:.1f} (other work on the shared box competes for the cores).",
             "",
             f"Scenario: **{args.candidates} candidates** over REST with a **{args.think:g} s mean think time** "
-            f"(uniform 0.5×–1.5×; the issue's 30 s would give a tenth of the traffic in a run this short), "
+            "(uniform 0.5×–1.5×), "
             f"{args.managers} hiring managers ({args.manager_think:g} s between pages), {args.orchestrator_users} "
             f"orchestrator and {args.scorer_users} scorer gRPC users ({args.grpc_think:g} s), {args.probes} health "
             f"probe; {args.spawn_rate:g} users/s ramp, {args.duration} s. Seeded {len(tokens):,} interviews through "
@@ -319,7 +320,7 @@ def main() -> None:
             "",
             request_table(rows, run_s),
             "",
-            "Targets (issue #8; this run has fewer users and a shorter think time than the target scenario):",
+            f"Targets (issue #8; this run: {versus_target(args.candidates, args.think)}):",
             "",
             *target_lines(rows, run_s),
             "",
