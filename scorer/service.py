@@ -79,7 +79,11 @@ class _Coalescer:
 
     A group is graded when its window has passed and fewer than ``max_passes`` passes
     for the same item are running; under load it keeps growing meanwhile, so batches
-    get bigger exactly when the server is busiest.
+    get bigger exactly when the server is busiest. One pass at a time is the default:
+    unary Score of formulas at concurrency 64 then costs the event loop 7-10% less per
+    call than with two overlapping passes and serves 5-9% more calls a second (three
+    side-by-side runs on one Triton, 2026-11-26): fewer, bigger passes, so fewer Triton
+    calls and thread hand-offs. A longer window (1 or 2 ms instead of 0.5) added nothing.
 
     Args:
         run: Grades ``(item, digest, answers, deadline, model_version)``.
@@ -89,7 +93,7 @@ class _Coalescer:
     """
 
     def __init__(
-        self, run: _FreshRun, window_s: float = 0.0005, max_answers: int = 256, max_passes: int = 2
+        self, run: _FreshRun, window_s: float = 0.0005, max_answers: int = 256, max_passes: int = 1
     ) -> None:
         self._run = run
         self._window_s = window_s
