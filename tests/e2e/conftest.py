@@ -17,13 +17,23 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 # as top-level modules (run, report, answers) from this folder.
 sys.path.insert(0, str(BENCHMARKS / "load"))
 
-from run import RATE_LIMIT_ENV  # noqa: E402
+from run import RATE_LIMIT_ENV, REMOTE_ENV  # noqa: E402
+
+
+def _keep_local(env: pytest.MonkeyPatch) -> None:
+    """Keeps an LLM endpoint of the developer's shell away from the services a test starts
+    (the stack passes this process's environment on): the tests' scores come from the
+    local models only, and nothing leaves 127.0.0.1."""
+    for name in REMOTE_ENV:
+        env.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack(StackSettings.isolated(tmp_path_factory.mktemp("data"))) as running:
-        yield running
+    with pytest.MonkeyPatch.context() as env:
+        _keep_local(env)
+        with Stack(StackSettings.isolated(tmp_path_factory.mktemp("data"))) as running:
+            yield running
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +46,7 @@ def unthrottled_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stac
     the stack runs, and the other tests' settings must not see that.
     """
     with pytest.MonkeyPatch.context() as env:
+        _keep_local(env)
         for name, value in RATE_LIMIT_ENV.items():
             env.setenv(name, value)
         with Stack(StackSettings.isolated(tmp_path_factory.mktemp("load-data"))) as running:
