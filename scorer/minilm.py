@@ -15,6 +15,7 @@ by its own digest.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.resources
 import logging
@@ -82,7 +83,8 @@ def compute_graph() -> Path:
 
     Triton's two encoder models load at the same time, so each derives in a directory of its
     own and moves the result into place; a kept file is used only if its digest is the pinned
-    one. Where the cache directory is not writable the graph stays in a temporary directory.
+    one. Where the cache directory is not writable the graph is kept in a temporary directory
+    until the process exits.
 
     Raises:
         ValueError: The derived graph is not the pinned one (another onnxruntime or onnx).
@@ -107,6 +109,8 @@ def compute_graph() -> Path:
             Path(staged).unlink(missing_ok=True)  # gone already once moved into place
     except OSError as exc:
         log.warning("cannot keep the derived MiniLM graph in %s (%s); it is derived again at every load", cache, exc)
+        # The caller loads the graph from there; it goes when this process exits (22 MB each).
+        atexit.register(shutil.rmtree, built.parent, ignore_errors=True)
         return built
     shutil.rmtree(built.parent, ignore_errors=True)
     return kept

@@ -48,11 +48,15 @@ def test_an_unwritable_cache_still_gives_the_graph_and_says_so(
     blocker = tmp_path / "file"
     blocker.write_text("a file where the cache directory would go")
     monkeypatch.setenv(minilm.CACHE_DIR_ENV, str(blocker / "cache"))
+    at_exit: list[tuple[object, ...]] = []
+    monkeypatch.setattr(minilm.atexit, "register", lambda *args, **kwargs: at_exit.append(args))
     with caplog.at_level(logging.WARNING, logger=minilm.__name__):
         graph = minilm.compute_graph()
     try:
         assert not graph.is_relative_to(tmp_path) and _sha256(graph) == minilm.COMPUTE_GRAPH_SHA256
         assert "derived again at every load" in caplog.text
+        # The temporary directory is removed when the process exits, not left behind.
+        assert at_exit == [(shutil.rmtree, graph.parent)]
     finally:
         shutil.rmtree(graph.parent)  # the fallback's temporary directory, 22 MB
 
