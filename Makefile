@@ -59,8 +59,9 @@ test-rust: install
 	cargo test --release --workspace
 
 # The Debian packages below install when make runs as root (a fresh machine or container, whose
-# package lists may be empty, hence the update); otherwise their rules say what to install.
-APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+# package lists may be empty, hence the update); otherwise their rules say what to install. One
+# at a time (flock), so that `make -j test` cannot run two of them into apt's own lock.
+APT_INSTALL := flock /var/lock/xlinterview-apt.lock sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$$@"' apt-install
 
 # The browser tests drive Debian's chromium through Playwright (no browser download).
 $(STAMPS)/chromium:
