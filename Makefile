@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory bench-loop
+.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-scorer-ab bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory bench-loop
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
@@ -85,6 +85,11 @@ test: test-rust test-python
 # Scorer throughput against a real tritonserver; prints a table and updates benchmarks/README.md.
 bench-scorer: install
 	$(BIN)/python benchmarks/scorer/bench_scorer.py
+
+# Unary Score of the working tree's scorer beside commit BEFORE's, in one run; prints a table only.
+BEFORE ?= HEAD
+bench-scorer-ab: install
+	$(BIN)/python benchmarks/scorer/side_by_side.py --before $(BEFORE)
 
 # What a free-text answer costs the MiniLM encoder in-process (int8 vs fp32, threads, BLAS), on the
 # Mohler answers read in place from ../shared; updates the encoder section of benchmarks/README.md (~2 min).
