@@ -81,7 +81,7 @@ class _Coalescer:
     for the same item are running; under load it keeps growing meanwhile, so batches
     get bigger exactly when the server is busiest. One pass at a time is the default:
     unary Score of formulas at concurrency 64 then costs the event loop 7-10% less per
-    call than with two overlapping passes and serves 5-9% more calls a second (side-by-side
+    call than with two overlapping passes and serves 4-9% more calls a second (side-by-side
     runs, ``make bench-scorer-ab``, benchmarks/README.md): fewer, bigger passes, so fewer
     Triton calls and thread hand-offs. A longer window (1 or 2 ms instead of 0.5) added nothing.
 
