@@ -514,7 +514,8 @@
     el.questionHeading.textContent = q.follow_up ? `${heading}: follow-up` : heading;
     el.progressFill.style.width = total ? `${Math.round(((q.position - 1) / total) * 100)}%` : "0";
     el.skill.hidden = !q.skill_area;
-    el.skill.textContent = q.skill_area || "";
+    // Skill areas are ids such as "formulas_functions"; shown as words, as the report shows them.
+    el.skill.textContent = (q.skill_area || "").replace(/_/g, " ");
     el.context.hidden = !(q.follow_up && q.original_prompt);
     el.contextPrompt.textContent = q.follow_up ? q.original_prompt || "" : "";
     el.followUp.hidden = !q.follow_up;

@@ -73,7 +73,8 @@
     window.Plotly.newPlot(node, [trace], {
       margin: { t: 10, r: 50, b: 100, l: 60 },
       yaxis,
-      xaxis: { color: color("--text") },
+      // Long skill names are tilted; automargin keeps the last one inside the chart.
+      xaxis: { color: color("--text"), automargin: true },
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { color: color("--text") },
