@@ -169,6 +169,20 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class StoredScore:
+    """What :meth:`Database.store_first_score` stored, and the session's turns with it.
+
+    Attributes:
+        score: The answer's score: the one given, or the one stored first by another call.
+        turns: The session's answers in order, each with its newest score (this answer's
+            is ``score``).
+    """
+
+    score: common_pb2.Score
+    turns: list[Turn]
+
+
+@dataclass(frozen=True)
 class ItemCalibration:
     """An ``item_calibrations`` row: IRT parameters of one item version estimated from
     the stored answers.
@@ -215,6 +229,8 @@ def score_from_json(data: dict[str, Any]) -> common_pb2.Score:
     return json_format.ParseDict(data, common_pb2.Score(), ignore_unknown_fields=True)
 
 
+_ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
+
 # The newest score of the answer ``{answer}`` as (score_pb, score). The jsonb is only
 # fetched for rows stored before migration 0013, which have no serialised copy; decoding
 # it is the slow path.
@@ -224,9 +240,19 @@ _NEWEST_SCORE_OF = (
 )
 _LATEST_SCORE = _NEWEST_SCORE_OF.format(answer="$1")
 
-# Claims answer $1's first score and stores it with its audit event, in one statement;
-# true when this call stored it. A concurrent claimant waits on the primary key until
-# the first commits, then claims nothing (see migration 0016).
+# The answers of session {session}, in order, each with its newest score (``score_pb``, ``score``).
+_TURNS_OF = (
+    f"SELECT {', '.join('a.' + c for c in _ANSWER_COLUMNS.split(', '))}, s.score_pb, s.score"
+    " FROM answers a"
+    f" LEFT JOIN LATERAL ({_NEWEST_SCORE_OF.format(answer='a.answer_id')}) s ON true"
+    " WHERE a.session_id = {session} ORDER BY a.position"
+)
+
+# Claims answer $1's first score and stores it with its audit event, and reads the session's
+# turns, in one statement: every row says whether this call stored the score (``claimed``).
+# A concurrent claimant waits on the primary key until the first commits, then claims
+# nothing (see migration 0016). The turns are read in the statement's snapshot, which does
+# not include what the statement itself writes, so the new score is added by the caller.
 _STORE_FIRST_SCORE = (
     "WITH claimed AS (INSERT INTO first_scores (answer_id) VALUES ($1) ON CONFLICT DO NOTHING"
     " RETURNING answer_id),"
@@ -234,8 +260,10 @@ _STORE_FIRST_SCORE = (
     " model_version, backend) SELECT answer_id, $2::float8, $3::float8, $4::jsonb, $5::bytea, $6::text,"
     " $7::text, $8::text FROM claimed),"
     " logged AS (INSERT INTO audit_log (session_id, event, detail)"
-    " SELECT $9::uuid, 'answer_scored', $10::jsonb FROM claimed)"
-    " SELECT count(*) = 1 FROM claimed"
+    " SELECT $9::uuid, 'answer_scored', $10::jsonb FROM claimed),"
+    f" turns AS ({_TURNS_OF.format(session='$9::uuid')})"
+    " SELECT turns.*, (SELECT count(*) FROM claimed) = 1 AS claimed"
+    " FROM (SELECT true) one LEFT JOIN turns ON true ORDER BY turns.position"
 )
 
 
@@ -312,8 +340,6 @@ _SESSION_COLUMNS = (
     "session_id, candidate_name, status, items, position, started_at, finished_at,"
     " cat_seed, ineligible, deadline, max_items, stop_reason"
 )
-_ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
-
 # A session is waiting for its next question when its last asked item is answered.
 _AWAITING = f"status <> '{STATUS_FINISHED}' AND position >= jsonb_array_length(items)"
 
@@ -962,15 +988,17 @@ class Database:
 
     async def store_first_score(
         self, session_id: uuid.UUID, answer_id: uuid.UUID, score: common_pb2.Score
-    ) -> common_pb2.Score:
-        """Stores ``score`` unless the answer already has one; returns the stored score.
+    ) -> StoredScore:
+        """Stores ``score`` unless the answer already has one; returns the stored score
+        and the session's turns with it.
 
         Two retries that score the same answer at once must not leave two different
-        grades behind, so the first one stored wins and the other is discarded.
+        grades behind, so the first one stored wins and the other is discarded. The
+        turns come in the same round trip: choosing the next question needs them next.
         """
         provenance = score.provenance
         async with self._connection("store a score") as conn:
-            stored = await conn.fetchval(
+            rows = await conn.fetch(
                 _STORE_FIRST_SCORE,
                 answer_id,
                 score.value,
@@ -983,13 +1011,21 @@ class Database:
                 session_id,
                 {"answer_id": str(answer_id), "value": score.value, "backend": provenance.backend},
             )
-            if stored:
-                return score
-            existing = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
-        if existing is None:
+            # The first row exists even for a session without answers (only a hand-edited database).
+            if rows[0]["claimed"]:
+                stored: common_pb2.Score | None = score
+            else:
+                # The first score may have committed after this statement's snapshot was taken.
+                stored = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
+        if stored is None:
             # Claimed but without a score: only a hand-edited database gets here.
             raise Unavailable(f"answer {answer_id} is marked scored but has no score")
-        return existing
+        turns = [
+            Turn(_answer(row), stored if row["answer_id"] == answer_id else _stored_score(row))
+            for row in rows
+            if row["answer_id"] is not None
+        ]
+        return StoredScore(stored, turns)
 
     async def unscored_answers(self, older_than_s: float, within_s: float, limit: int) -> list[AnswerRow]:
         """Answers that have no score yet, oldest first.
@@ -1016,13 +1052,7 @@ class Database:
     async def turns(self, session_id: uuid.UUID) -> list[Turn]:
         """The session's answers in order, each with its newest score (if any)."""
         async with self._connection("read a session's answers") as conn:
-            rows = await conn.fetch(
-                f"SELECT {', '.join('a.' + c for c in _ANSWER_COLUMNS.split(', '))}, s.score_pb, s.score"
-                " FROM answers a"
-                f" LEFT JOIN LATERAL ({_NEWEST_SCORE_OF.format(answer='a.answer_id')}) s ON true"
-                " WHERE a.session_id = $1 ORDER BY a.position",
-                session_id,
-            )
+            rows = await conn.fetch(_TURNS_OF.format(session="$1"), session_id)
         return [Turn(_answer(r), _stored_score(r)) for r in rows]
 
     async def audit(self, session_id: uuid.UUID | None, event: str, detail: dict[str, Any]) -> None:

@@ -44,7 +44,16 @@ from orchestrator.bank import (
     to_question,
     to_scoring_item,
 )
-from orchestrator.db import REASON_TIME_LIMIT, AnswerRow, Database, ItemRef, SessionRow, TimeLimitReached, Turn
+from orchestrator.db import (
+    REASON_TIME_LIMIT,
+    AnswerRow,
+    Database,
+    ItemRef,
+    SessionRow,
+    StoredScore,
+    TimeLimitReached,
+    Turn,
+)
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.state import SessionState, SessionStateStore
 from xlinterview.v1 import common_pb2, orchestrator_pb2, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
@@ -194,33 +203,41 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 self.engine.restore_exposure(*await self._db.exposure_counts())
                 self._exposure_restored = True
 
-    async def _finished(self, row: SessionRow, changed: bool) -> None:
-        """Bookkeeping once a session is finished: exposure counts (once) and its result."""
+    async def _finished(self, row: SessionRow, changed: bool, turns: Sequence[Turn] | None = None) -> None:
+        """Bookkeeping once a session is finished: exposure counts (once) and its result
+        (from ``turns`` when the caller has just read them)."""
         if changed:
             self.engine.record_finished(row)
-        await self._store_result(row)
+        await self._store_result(row, turns)
 
-    async def _store_result(self, row: SessionRow) -> None:
-        result = self.engine.result(row, await self._db.turns(row.session_id))
-        await self._db.store_result(row.session_id, result)
+    async def _store_result(self, row: SessionRow, turns: Sequence[Turn] | None = None) -> None:
+        if turns is None:
+            turns = await self._db.turns(row.session_id)
+        await self._db.store_result(row.session_id, self.engine.result(row, turns))
 
     @staticmethod
     def _expired(deadline: datetime | None) -> bool:
         return deadline is not None and datetime.now(UTC) > deadline
 
-    async def _advance(self, row: SessionRow) -> SessionRow:
+    async def _advance(self, row: SessionRow, turns: Sequence[Turn] | None = None) -> SessionRow:
         """Chooses the question after the last answer, or finishes the session.
 
         Runs after every answer and whenever a reader finds a session waiting for
         its next question (after a crash between storing an answer and choosing), so
         a session always continues where it was. The decision uses the scores stored
         so far; an answer still waiting for its score is left out.
+
+        Args:
+            row: The session.
+            turns: Its turns as read just now (with the score just stored), or None
+                to read them; used for the first decision only.
         """
         while row.awaiting_selection:
+            if turns is None:
+                turns = await self._db.turns(row.session_id)
             if self._expired(row.deadline):
                 next_item, reason = None, REASON_TIME_LIMIT
             else:
-                turns = await self._db.turns(row.session_id)
                 next_item, reason = await self._follow_up(row, turns), None
                 if next_item is None:
                     next_item, reason = self.engine.decide(row, turns)
@@ -228,9 +245,10 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             row, applied = await self._db.advance(row.session_id, answered, next_item, reason)
             await self._state.put(SessionState.from_row(row))
             if row.finished:
-                await self._finished(row, changed=applied)
+                await self._finished(row, changed=applied, turns=turns)
             if row.position != answered:
                 break  # another request answered meanwhile; it advances on its own
+            turns = None  # a decision of another request came first: read again
         return row
 
     async def _follow_up(self, row: SessionRow, turns: Sequence[Turn]) -> ItemRef | None:
@@ -377,12 +395,15 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         room = max(0, self._settings.max_answer_chars - len(answer.answer) - 2)
         return f"{original.answer[:room]}\n\n{answer.answer}"
 
-    async def _score(self, answer: AnswerRow, session: SessionRow) -> common_pb2.Score:
+    async def _score(self, answer: AnswerRow, session: SessionRow) -> StoredScore:
         """Grades a stored answer and stores the grade (the first stored grade wins).
 
         Args:
             answer: The stored answer.
             session: Its session (it tells whether the answer is to a follow-up).
+
+        Returns:
+            The stored grade, and the session's turns read with it.
 
         Raises:
             Unavailable: When the scorer fails or the grade cannot be stored; the
@@ -448,17 +469,17 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             if session is None:
                 continue  # answers reference their session; only a hand-edited database gets here
             try:
-                score = await self._score(answer, session)
+                stored = await self._score(answer, session)
             except Unavailable:
                 break
             scored += 1
             SCORING_RESULTS.labels("retried_ok").inc()
             session = await self._db.get_session(answer.session_id) or session
             if session.finished:
-                await self._store_result(session)
+                await self._store_result(session, stored.turns)
             else:
-                session = await self._advance(session)
-            await self._announce_scored(answer, score, session)
+                session = await self._advance(session, stored.turns)
+            await self._announce_scored(answer, stored.score, session)
         return scored
 
     async def announce_cancelled(self, session: orchestrator_pb2.Session) -> None:
@@ -607,16 +628,18 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             await self._state.put(SessionState.from_row(result.session))
             score = None
         session = result.session
+        turns = None
         if score is None:
             # A failure here leaves the session waiting for its next question; the next
             # GetCurrentQuestion (or this key's retry) chooses it.
-            score = await self._score(stored, session)
+            scored = await self._score(stored, session)
+            score, turns = scored.score, scored.turns
             if session.finished:
                 # A late score (a retry after a scorer outage) changes the finished result.
-                await self._store_result(session)
+                await self._store_result(session, turns)
         # A session that finished while this answer was scored (time limit, the hiring
         # team) is found finished by advancing, which stores its result with this score.
-        session = await self._advance(session)
+        session = await self._advance(session, turns)
         return await self._answer_response(stored, score, session)
 
     async def GetSession(

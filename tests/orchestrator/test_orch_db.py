@@ -11,7 +11,15 @@ import pytest
 
 from common.errors import FailedPrecondition
 from orchestrator.bank import ItemVersion, load_bank, parse_item
-from orchestrator.db import MIGRATIONS_DIR, Database, ItemRef, SessionRow, TimeLimitReached, discover_migrations
+from orchestrator.db import (
+    MIGRATIONS_DIR,
+    Database,
+    ItemRef,
+    SessionRow,
+    TimeLimitReached,
+    Turn,
+    discover_migrations,
+)
 from orchestrator.settings import DEFAULT_BANK_DIR
 from xlinterview.v1 import common_pb2
 
@@ -228,8 +236,10 @@ async def test_the_first_stored_score_wins_when_two_arrive_at_once(fresh_databas
         stored = await db.submit_answer(sid, "k1", "=1", lambda s: asyncio.sleep(0))
         answer_id = stored.answer.answer_id
         results = await asyncio.gather(*(db.store_first_score(sid, answer_id, _score(v)) for v in (0.2, 0.5, 0.8)))
-        assert len({r.value for r in results}) == 1
-        assert (await db.turns(sid))[0].score == results[0]
+        assert len({r.score.value for r in results}) == 1
+        assert (await db.turns(sid))[0].score == results[0].score
+        # Each call's turns carry the winning score, whichever call stored it.
+        assert all(r.turns == [Turn(stored.answer, results[0].score)] for r in results)
     finally:
         await db.close()
     conn = await asyncpg.connect(fresh_database)
@@ -238,6 +248,23 @@ async def test_the_first_stored_score_wins_when_two_arrive_at_once(fresh_databas
         assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'answer_scored'") == 1
     finally:
         await conn.close()
+
+
+async def test_storing_a_score_returns_the_sessions_turns_as_stored(fresh_database: str) -> None:
+    db = await Database.connect(fresh_database, timeout_s=5)
+    try:
+        await db.migrate()
+        sid = await _session_on(db)
+        first = (await db.submit_answer(sid, "k1", "=1", lambda s: asyncio.sleep(0))).answer
+        await db.store_first_score(sid, first.answer_id, _score(0.4))
+        await db.advance(sid, 1, ItemRef(BANK[1].id, 1), None)
+        second = (await db.submit_answer(sid, "k2", "=2", lambda s: asyncio.sleep(0))).answer
+        stored = await db.store_first_score(sid, second.answer_id, _score(0.7))
+        assert stored.score.value == 0.7
+        assert stored.turns == [Turn(first, _score(0.4)), Turn(second, _score(0.7))]
+        assert stored.turns == await db.turns(sid)
+    finally:
+        await db.close()
 
 
 async def test_answers_scored_before_the_first_scores_table_keep_their_score(
@@ -262,6 +289,6 @@ async def test_answers_scored_before_the_first_scores_table_keep_their_score(
         finally:
             await conn.close()
         assert await db.migrate(MIGRATIONS_DIR) == [16]
-        assert (await db.store_first_score(sid, answer_id, _score(0.9))).value == 0.3
+        assert (await db.store_first_score(sid, answer_id, _score(0.9))).score.value == 0.3
     finally:
         await db.close()
