@@ -28,7 +28,9 @@ ANSWER_SCORED = "answer_scored"
 ``item_id`` and ``idempotency_key`` (see :func:`answer_scored_data`)."""
 
 QUESTION_READY = "question_ready"
-"""The next question (``gateway.schemas.Question``), after an answer that has one."""
+"""The next question (``gateway.schemas.Question``), after an answer that has one; the
+gateway's stream sends it after each ``answer_scored`` with a next question, so nobody
+publishes it."""
 
 INTERVIEW_FINISHED = "interview_finished"
 """The session ended: the candidate finished it, or the hiring team cancelled the

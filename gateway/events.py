@@ -9,7 +9,8 @@ publishes too (answers its background retry scored), so the channel and message
 format are in :mod:`common.session_events`, which both services share.
 
 A stream adds events of its own that need no publisher: ``time_warning`` when the
-session's server deadline passes a threshold, and ``time_up`` when it passes.
+session's server deadline passes a threshold, ``time_up`` when it passes, and
+``question_ready`` after an ``answer_scored`` whose result has a next question.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from common.session_events import CHANNEL_PREFIX, channel, decode, encode
+from common.session_events import (
+    ANSWER_SCORED,
+    CHANNEL_PREFIX,
+    INTERVIEW_FINISHED,
+    QUESTION_READY,
+    channel,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +75,6 @@ class EventBus(Protocol):
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
         """Sends an event to every stream of the session; never raises (a lost event
         must not fail the request that caused it)."""
-        ...
-
-    async def publish_all(self, session_id: str, events: Sequence[Event]) -> None:
-        """Sends several events of the session at once, in order; never raises."""
         ...
 
     def subscribe(self, session_id: str) -> AbstractAsyncContextManager[Subscription]:
@@ -171,25 +176,12 @@ class RedisEventBus:
         return self._streams.count(session_id)
 
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
-        await self.publish_all(session_id, [(event, data)])
-
-    async def publish_all(self, session_id: str, events: Sequence[Event]) -> None:
-        # One round trip for all of them: an answer's result and the next question
-        # were two publishes, a tenth of the gateway's CPU per submitted answer.
-        target = channel(session_id)
         try:
             async with asyncio.timeout(self._publish_timeout_s):
-                if len(events) == 1:
-                    await self._redis.publish(target, encode(*events[0]))
-                else:
-                    pipeline = self._redis.pipeline(transaction=False)
-                    for event, data in events:
-                        pipeline.publish(target, encode(event, data))
-                    await pipeline.execute()
+                await self._redis.publish(channel(session_id), encode(event, data))
         except (RedisError, OSError, TimeoutError) as exc:
-            PUBLISH_ERRORS.inc(len(events))
-            names = ", ".join(event for event, _ in events)
-            log.warning("could not publish %s of session %s (%r); the page still gets it from its request", names, session_id, exc)
+            PUBLISH_ERRORS.inc()
+            log.warning("could not publish %s of session %s (%r); the page still gets it from its request", event, session_id, exc)
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
@@ -293,10 +285,6 @@ class MemoryEventBus:
     async def publish(self, session_id: str, event: str, data: dict[str, Any]) -> None:
         self._streams.deliver(session_id, (event, data))
 
-    async def publish_all(self, session_id: str, events: Sequence[Event]) -> None:
-        for event in events:
-            self._streams.deliver(session_id, event)
-
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
         stream = _LocalStream()
@@ -369,7 +357,11 @@ async def session_stream(
                     continue
                 name, data = received
                 yield format_event(name, data)
-                if name == "interview_finished":
+                if name == ANSWER_SCORED and data.get("next_question") is not None:
+                    # Derived here rather than published: whoever announces a result (the
+                    # gateway, or the orchestrator's background retry) sends one message.
+                    yield format_event(QUESTION_READY, data["next_question"])
+                if name == INTERVIEW_FINISHED:
                     return
     except RedisError as exc:
         # The browser reconnects after retry_ms; by then Redis may be back.

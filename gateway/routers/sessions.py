@@ -15,7 +15,6 @@ from fastapi.responses import Response, StreamingResponse
 from common.session_events import (
     ANSWER_SCORED,
     INTERVIEW_FINISHED,
-    QUESTION_READY,
     answer_scored_payload,
     interview_finished_data,
     submit_result_json,
@@ -137,15 +136,13 @@ async def submit_answer(own: OwnSessionDep, body: SubmitAnswerBody, events: Even
     session_id = own.session_id
     response = await own.orchestrator.submit_answer(session_id, body.item_id, body.answer, body.idempotency_key)
     result = submit_result_json(response)
-    # Encoded first: the events carry the same translation, and a local event bus
-    # hands the very dicts to the streams.
+    # Encoded first: the event carries the same translation, and a local event bus
+    # hands the very dict to the streams.
     reply = submit_result_response(result)
-    news = [(ANSWER_SCORED, answer_scored_payload(result, body.item_id, body.idempotency_key))]
-    if result["next_question"] is not None:
-        news.append((QUESTION_READY, result["next_question"]))
-    # A retry publishes again: the page keys results by idempotency_key, so a
-    # repeat changes nothing there, and a page whose response was lost gets it now.
-    await events.publish_all(session_id, news)
+    # One message: the streams announce question_ready from its next question. A retry
+    # publishes again: the page keys results by idempotency_key, so a repeat changes
+    # nothing there, and a page whose response was lost gets it now.
+    await events.publish(session_id, ANSWER_SCORED, answer_scored_payload(result, body.item_id, body.idempotency_key))
     return reply
 
 

@@ -123,6 +123,8 @@ async def test_an_answer_scored_by_the_orchestrator_reads_like_the_gateways_own(
                 message = session_events.encode(session_events.ANSWER_SCORED, data)
                 assert await redis.publish(session_events.channel(session_id), message) == 1
                 published = await stream.until("answer_scored")
+                # The stream announces the next question of a result, whoever published it.
+                assert await stream.until("question_ready") == published["next_question"]
     finally:
         await redis.aclose()
     assert published == own
