@@ -6,7 +6,10 @@ echo, under the gateway's uvicorn options). Seeds interviews through the admin A
 their invites as candidates, then runs wrk (a C load generator, so the client costs little
 CPU) one phase after another:
 
-1. ``reference``: ``GET /ref`` on the reference pair;
+1. ``reference``: ``GET /ref`` on the reference pair; then the same on a second pair that also
+   makes the two Redis round trips of a question read (``reference.py --redis``: the gateway's
+   rate-limit script and the orchestrator's state read, on the stack's Redis), which bounds
+   what a question read can reach beside the reference;
 2. ``get question``: ``GET /api/v1/sessions/{id}/question`` over all the seeded sessions;
 3. ``submit formula``: ``POST /api/v1/sessions/{id}/answers`` with the item's reference
    formula, each session answered once (its first question is a formula item), so every
@@ -20,7 +23,8 @@ CPU) one phase after another:
 
 For each phase it reports requests/s, p50/p99, errors, and CPU µs per request of every
 process (from psutil CPU times before and after the phase), and writes the ``gateway``
-section of benchmarks/README.md (with ``--only mix``, only the mix's part of it).
+section of benchmarks/README.md (with ``--only mix``, only the mix's part of it; with
+``--only phases``, all but the mix's part).
 
     make bench-gateway
     make bench-mix                                                                   # the mix alone
@@ -308,19 +312,22 @@ def gateway_with_workers(stack: Stack, workers: int, work: Path) -> Iterator[str
 
 
 @contextmanager
-def reference_pair(work: Path) -> Iterator[str]:
-    """Starts the echo and the forwarding endpoint; yields the endpoint's base URL."""
+def reference_pair(work: Path, redis_url: str = "") -> Iterator[str]:
+    """Starts the echo and the forwarding endpoint (making a question read's Redis round trips
+    too, with ``redis_url``); yields the endpoint's base URL."""
     echo_port, http_port = free_port(), free_port()
     script = str(HERE / "reference.py")
-    logs = (work / "reference.log").open("wb")
+    redis = ["--redis", redis_url] if redis_url else []
+    log = work / ("reference-redis.log" if redis_url else "reference.log")
+    logs = log.open("wb")
     processes = [
-        subprocess.Popen([sys.executable, script, "echo", "--port", str(echo_port)], stdout=logs, stderr=logs),
+        subprocess.Popen([sys.executable, script, "echo", "--port", str(echo_port), *redis], stdout=logs, stderr=logs),
         subprocess.Popen([sys.executable, script, "http", "--port", str(http_port), "--echo",
-                          f"127.0.0.1:{echo_port}"], stdout=logs, stderr=logs),
+                          f"127.0.0.1:{echo_port}", *redis], stdout=logs, stderr=logs),
     ]
     base = f"http://127.0.0.1:{http_port}"
     try:
-        _wait_ready(f"{base}/ref", processes, "the reference pair", work / "reference.log")
+        _wait_ready(f"{base}/ref", processes, "the reference pair", log)
         yield base
     finally:
         for process in processes:
@@ -465,6 +472,15 @@ def _mix_block(markdown: str) -> str:
     return f"<!-- {MIX_SECTION}:start -->\n{markdown.rstrip()}\n<!-- {MIX_SECTION}:end -->"
 
 
+def recorded_mix_block() -> str:
+    """The mix's part of the gateway section as README.md has it now, or "" without one."""
+    text = README.read_text()
+    start, end = f"<!-- {MIX_SECTION}:start -->", f"<!-- {MIX_SECTION}:end -->"
+    if start not in text or end not in text:
+        return ""
+    return text[text.index(start) : text.index(end) + len(end)]
+
+
 def publish_mix_alone(markdown: str, write: bool) -> None:
     """Prints the mix's markdown and, when ``write``, replaces its part of the gateway section
     (the first time, at the section's end), leaving the other phases' results as they are."""
@@ -481,7 +497,7 @@ def publish_mix_alone(markdown: str, write: bool) -> None:
 def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Candidate]], formula_first: int,
                    args: argparse.Namespace, load: tuple[float, float]) -> str:
     """The markdown of the reference, get question and submit formula phases."""
-    reference, question, question_many, submit, submit_many = phases
+    reference, bound, question, question_many, submit, submit_many = phases
     replays = sum(max(p.requests - len(h), 0) for p, h in zip((submit, submit_many), halves))
     return "\n".join([
         "## gateway (`make bench-gateway`)",
@@ -492,7 +508,11 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
         f"Redis; wrk with {args.threads} threads and {args.connections} "
         f"connections, {args.duration} s per phase, all on 127.0.0.1. 1-minute load average before/after: "
         f"{load[0]:.1f}/{load[1]:.1f}. Reference: a bare FastAPI endpoint forwarding to a grpc.aio echo "
-        "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`), one worker. Submit: each of "
+        "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`), one worker; "
+        f"\"{bound.name}\": a second such pair that also makes the two Redis round trips every question read "
+        "needs and nothing else (the gateway's rate-limit script before forwarding, the orchestrator's "
+        "session-state `HGET` in the echo, each with the project's own Redis client, on the stack's Redis). "
+        "Submit: each of "
         f"{formula_first:,} sessions whose first question is a formula item answers it once with the "
         "item's reference formula, half of them through each gateway; a submit phase ends when its "
         f"sessions are all answered (these lasted {submit.seconds:.1f} and {submit_many.seconds:.1f} s), so "
@@ -508,6 +528,10 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
         "",
         *[f"- get question ≥ 70% of the reference's rate, {p.name.split(', ')[1]}: **{p.rate / reference.rate:.0%}** "
           f"({'met' if p.rate >= 0.7 * reference.rate else 'not met'})." for p in (question, question_many)],
+        f"  The most a question read can reach here: {bound.rate / reference.rate:.0%} of the reference, the rate "
+        "of the pair that makes only its Redis round trips, "
+        + ("below the target whatever the rest of the gateway and the orchestrator cost."
+           if bound.rate < 0.7 * reference.rate else "which leaves room for the rest."),
         *[f"- submit formula ≥ 500/s with p99 < 100 ms, {p.name.split(', ')[1]}: **{p.rate:,.0f}/s, "
           f"p99 {p.p99_ms:,.0f} ms** ({'met' if p.rate >= 500 and p.p99_ms < 100 else 'not met'})."
           for p in (submit, submit_many)],
@@ -522,7 +546,11 @@ def run_phases(stack: Stack, args: argparse.Namespace, work: Path) -> str:
     references = {item.id: item.formula.reference_formula
                   for item in load_bank(DEFAULT_BANK_DIR) if isinstance(item, FormulaItem)}
     load_before = os.getloadavg()[0]
-    with reference_pair(work) as reference_url, gateway_with_workers(stack, args.workers, work) as multi_url:
+    with (
+        reference_pair(work) as reference_url,
+        reference_pair(work, stack.redis_url) as bound_url,
+        gateway_with_workers(stack, args.workers, work) as multi_url,
+    ):
         started = time.monotonic()
         invites = asyncio.run(seed(stack.gateway_url, args.interviews))
         candidates = asyncio.run(accept_all(stack.gateway_url, invites))
@@ -534,6 +562,7 @@ def run_phases(stack: Stack, args: argparse.Namespace, work: Path) -> str:
         many = f"{args.workers} workers"
         plan = [
             ("reference", f"{reference_url}/ref", DONE_LUA),
+            ("reference + a question read's Redis round trips", f"{bound_url}/ref", DONE_LUA),
             ("get question, 1 worker", stack.gateway_url, question_script(candidates)),
             (f"get question, {many}", multi_url, question_script(candidates)),
             ("submit formula, 1 worker", stack.gateway_url, submit_script(halves[0], references, args.threads)),
@@ -576,8 +605,8 @@ def main() -> None:
     parser.add_argument("--mix-seed-rate", type=float, default=MIX_SEED_RATE,
                         help="requests/s the invites seeded for the mix last for at the shortest interviews "
                              f"(default {MIX_SEED_RATE:g}; a machine that reaches the target needs {TARGET_RATE:,.0f})")
-    parser.add_argument("--only", choices=["mix"],
-                        help="run only this phase; mix writes only its part of the README section")
+    parser.add_argument("--only", choices=["mix", "phases"],
+                        help="run only the mix or only the other phases; each writes only its part of the README section")
     parser.add_argument("--no-readme", action="store_true", help="print only; leave benchmarks/README.md alone")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -591,11 +620,14 @@ def main() -> None:
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
         with Stack(settings) as stack:
             phases = None if args.only == "mix" else run_phases(stack, args, work)
-            mix = run_mix_phase(stack, args, work)
+            mix = None if args.only == "phases" else run_mix_phase(stack, args, work)
     if phases is None:
+        assert mix is not None
         publish_mix_alone(mix, write=not args.no_readme)
     else:
-        publish(README, SECTION, f"{phases}\n\n{_mix_block(mix)}", write=not args.no_readme)
+        # Without a mix of this run, the section keeps the mix's part it has.
+        mix_block = _mix_block(mix) if mix is not None else recorded_mix_block()
+        publish(README, SECTION, f"{phases}\n\n{mix_block}".rstrip(), write=not args.no_readme)
 
 
 if __name__ == "__main__":
