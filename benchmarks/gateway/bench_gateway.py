@@ -139,9 +139,10 @@ def _group(process: psutil.Process) -> str | None:
     return group_of(process)
 
 
-def cpu_by_group() -> dict[str, float]:
-    """CPU seconds (user + system) used so far by every descendant of this process, per group."""
-    totals: dict[str, float] = {}
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by every descendant of this process that
+    belongs to a group, by pid, with its group."""
+    used: dict[int, tuple[str, float]] = {}
     for process in psutil.Process().children(recursive=True):
         group = _group(process)
         if group is None:
@@ -150,8 +151,21 @@ def cpu_by_group() -> dict[str, float]:
             times = process.cpu_times()
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        totals[group] = totals.get(group, 0.0) + times.user + times.system
-    return totals
+        used[process.pid] = (group, times.user + times.system)
+    return used
+
+
+def cpu_used_between(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each group used between two :func:`cpu_by_process` samples.
+
+    Counted per process, so one that exits meanwhile (a PostgreSQL backend whose connection
+    closed) drops out of both samples instead of taking its earlier CPU out of the group's
+    sum, which made a quiet group's figure negative; what it used before exiting is lost.
+    """
+    used: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        used[group] = used.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return used
 
 
 def _lua_string(text: str) -> str:
@@ -253,16 +267,16 @@ def measure_wrk(name: str, url: str, script: Path, load: list[str], script_args:
     command = ["wrk", *load, "--timeout", "10s", "-s", str(script), url]
     if script_args:
         command += ["--", *script_args]
-    before = cpu_by_group()
+    before = cpu_by_process()
     waited_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = _run_until_out(command, stop_after)
     seconds = time.monotonic() - started
-    after = cpu_by_group()
+    cpu_s = cpu_used_between(before, cpu_by_process())
     waited_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     # wrk has exited by now, so it is no longer a child psutil sees; the waited-for
     # children's usage grew by wrk's alone (the services are still running).
-    after["wrk"] = (waited_after.ru_utime - waited_before.ru_utime) + (waited_after.ru_stime - waited_before.ru_stime)
+    cpu_s["wrk"] = (waited_after.ru_utime - waited_before.ru_utime) + (waited_after.ru_stime - waited_before.ru_stime)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARKER)), None)
     if done.returncode != 0 or line is None:
         sys.exit(f"wrk failed in phase {name!r}:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -274,7 +288,7 @@ def measure_wrk(name: str, url: str, script: Path, load: list[str], script_args:
         p50_ms=result["p50_us"] / 1000,
         p99_ms=result["p99_us"] / 1000,
         errors=result["errors"] + result["non_2xx"],
-        cpu_s={g: after.get(g, 0.0) - before.get(g, 0.0) for g in after},
+        cpu_s=cpu_s,
         details=result,
     )
 
