@@ -10,7 +10,9 @@ CPU) one phase after another:
    makes the two Redis round trips of a question read (``reference.py --redis``: the gateway's
    rate-limit script and the orchestrator's state read, on the stack's Redis), which bounds
    what a question read can reach beside the reference;
-2. ``get question``: ``GET /api/v1/sessions/{id}/question`` over all the seeded sessions;
+2. ``get question``: ``GET /api/v1/sessions/{id}/question`` over all the seeded sessions
+   (these read phases take turns in ``--rounds`` rounds, so a change of the shared machine's
+   speed during the run meets them alike);
 3. ``submit formula``: ``POST /api/v1/sessions/{id}/answers`` with the item's reference
    formula, each session answered once (its first question is a formula item), so every
    request stores a new answer, scores it through the scorer and Triton, and chooses the
@@ -237,6 +239,25 @@ def run_wrk(name: str, url: str, script: str, args: argparse.Namespace, work: Pa
     path.write_text(script)
     load = [f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     return measure_wrk(name, url, path, load, stop_after=args.threads)
+
+
+def merge_rounds(name: str, rounds: list[Phase]) -> Phase:
+    """One phase measured in rounds, as one phase: requests, time, errors and CPU summed over
+    the rounds; p50 the median round's, p99 the highest round's."""
+    cpu: dict[str, float] = {}
+    for taken in rounds:
+        for group, seconds in taken.cpu_s.items():
+            cpu[group] = cpu.get(group, 0.0) + seconds
+    p50s = sorted(taken.p50_ms for taken in rounds)
+    return Phase(
+        name=name,
+        requests=sum(taken.requests for taken in rounds),
+        seconds=sum(taken.seconds for taken in rounds),
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=max(taken.p99_ms for taken in rounds),
+        errors=sum(taken.errors for taken in rounds),
+        cpu_s=cpu,
+    )
 
 
 def _run_until_out(command: list[str], stop_after: int | None) -> subprocess.CompletedProcess[str]:
@@ -519,8 +540,11 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
         f"wrk, {dt.date.today().isoformat()}, {code_state()}, {machine()}; the stack on embedded PostgreSQL, "
         f"Redis and Triton (CPU); the gateway phases run on the stack's gateway (one worker) and on a second "
         f"gateway with {args.workers} worker processes (`XLI_GATEWAY_WORKERS`) over the same orchestrator and "
-        f"Redis; wrk with {args.threads} threads and {args.connections} "
-        f"connections, {args.duration} s per phase, all on 127.0.0.1. 1-minute load average before/after: "
+        f"Redis; wrk with {args.threads} threads and {args.connections} connections, all on 127.0.0.1. The "
+        f"reference and get question phases take turns in {args.rounds} rounds of {read_seconds(args)} s each, "
+        "each round starting with the next phase, so a change of the machine's speed meets them alike (their "
+        "rows sum the rounds; p99 is the highest round's); each submit phase runs up to "
+        f"{args.duration} s. 1-minute load average before/after: "
         f"{load[0]:.1f}/{load[1]:.1f}. Reference: a bare FastAPI endpoint forwarding to a grpc.aio echo "
         "under the gateway's uvicorn options (`benchmarks/gateway/reference.py`), one worker; "
         f"\"{bound.name}\": a second such pair that also makes the two Redis round trips every question read "
@@ -554,6 +578,11 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
     ])
 
 
+def read_seconds(args: argparse.Namespace) -> int:
+    """Seconds of one round of a read phase."""
+    return max(1, round(args.duration / max(args.rounds, 1)))
+
+
 def run_phases(stack: Stack, args: argparse.Namespace, work: Path) -> str:
     """The reference, get question and submit formula phases; returns their markdown."""
     references = {item.id: item.formula.reference_formula
@@ -573,17 +602,27 @@ def run_phases(stack: Stack, args: argparse.Namespace, work: Path) -> str:
         # Each submit phase answers its own half of the sessions, so neither replays the other's.
         halves = formula_first[::2], formula_first[1::2]
         many = f"{args.workers} workers"
-        plan = [
+        reads = [
             ("reference", f"{reference_url}/ref", DONE_LUA),
             ("reference + a question read's Redis round trips", f"{bound_url}/ref", DONE_LUA),
             ("get question, 1 worker", stack.gateway_url, question_script(candidates)),
             (f"get question, {many}", multi_url, question_script(candidates)),
+        ]
+        writes = [
             ("submit formula, 1 worker", stack.gateway_url, submit_script(halves[0], references, args.threads)),
             (f"submit formula, {many}", multi_url, submit_script(halves[1], references, args.threads)),
         ]
-        phases = []
-        for name, url, script in plan:
-            print(f"wrk: {name} for {args.duration} s ...", flush=True)
+        # Reads change nothing, so they can take turns: the ratios to the reference then
+        # hold even when the shared machine's speed changes during the run.
+        per_round = argparse.Namespace(**{**vars(args), "duration": read_seconds(args)})
+        rounds: dict[str, list[Phase]] = {name: [] for name, _, _ in reads}
+        for turn in range(args.rounds):
+            for name, url, script in reads[turn % len(reads) :] + reads[: turn % len(reads)]:
+                print(f"wrk: {name}, round {turn + 1} of {args.rounds}, {per_round.duration} s ...", flush=True)
+                rounds[name].append(run_wrk(name, url, script, per_round, work))
+        phases = [merge_rounds(name, rounds[name]) for name, _, _ in reads]
+        for name, url, script in writes:
+            print(f"wrk: {name} for up to {args.duration} s ...", flush=True)
             phases.append(run_wrk(name, url, script, args, work))
     return phases_section(phases, halves, len(formula_first), args, (load_before, os.getloadavg()[0]))
 
@@ -604,7 +643,8 @@ def run_mix_phase(stack: Stack, args: argparse.Namespace, work: Path) -> str:
 def main() -> None:
     """Runs the phases and writes the results (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=15, help="seconds per phase")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per phase (a read phase's, over its rounds)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds the read phases take turns in")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--interviews", type=int, default=6000,
