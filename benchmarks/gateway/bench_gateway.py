@@ -568,7 +568,7 @@ def phases_section(phases: list[Phase], halves: tuple[list[Candidate], list[Cand
           f"({'met' if p.rate >= 0.7 * reference.rate else 'not met'})." for p in (question, question_many)],
         f"  The pair that makes only a question read's Redis round trips served {bound.rate / reference.rate:.0%} "
         "of the reference in this run: what a question read could reach if nothing else it does cost anything "
-        "(one run; the phases run one after another, and the machine's speed can move between them).",
+        "(one run).",
         *[f"- submit formula ≥ 500/s with p99 < 100 ms, {p.name.split(', ')[1]}: **{p.rate:,.0f}/s, "
           f"p99 {p.p99_ms:,.0f} ms** ({'met' if p.rate >= 500 and p.p99_ms < 100 else 'not met'})."
           for p in (submit, submit_many)],
