@@ -26,7 +26,8 @@ CPU) one phase after another:
 For each phase it reports requests/s, p50/p99, errors, and CPU µs per request of every
 process (from psutil CPU times before and after the phase), and writes the ``gateway``
 section of benchmarks/README.md (with ``--only mix``, only the mix's part of it; with
-``--only phases``, all but the mix's part).
+``--only phases``, all but the mix's part). ``--only submit`` runs one submit formula phase over
+every formula-first session and prints its figures, to compare two versions of the code.
 
     make bench-gateway
     make bench-mix                                                                   # the mix alone
@@ -583,22 +584,49 @@ def read_seconds(args: argparse.Namespace) -> int:
     return max(1, round(args.duration / max(args.rounds, 1)))
 
 
+def formula_references() -> dict[str, str]:
+    """Each formula item's reference formula, by item id."""
+    return {item.id: item.formula.reference_formula
+            for item in load_bank(DEFAULT_BANK_DIR) if isinstance(item, FormulaItem)}
+
+
+def seed_sessions(stack: Stack, args: argparse.Namespace, references: dict[str, str]) -> tuple[list[Candidate], list[Candidate]]:
+    """Seeds ``args.interviews`` interviews and accepts them; returns every session and those
+    whose first question is a formula item with a reference formula."""
+    started = time.monotonic()
+    invites = asyncio.run(seed(stack.gateway_url, args.interviews))
+    candidates = asyncio.run(accept_all(stack.gateway_url, invites))
+    formula_first = [c for c in candidates if c.kind == "QUESTION_KIND_FORMULA" and c.item_id in references]
+    print(f"seeded and accepted {len(candidates):,} interviews in {time.monotonic() - started:.0f} s "
+          f"({len(formula_first):,} start with a formula item)", flush=True)
+    return candidates, formula_first
+
+
+def run_submit_alone(stack: Stack, args: argparse.Namespace, work: Path) -> str:
+    """One submit formula phase on the stack's gateway over every formula-first session; returns
+    its rate, latency and CPU per request of every process as one line, for comparing the code of
+    two commits run one after the other (``--only submit``; nothing is written to the README)."""
+    references = formula_references()
+    _, formula_first = seed_sessions(stack, args, references)
+    print(f"wrk: submit formula for up to {args.duration} s ...", flush=True)
+    phase = run_wrk("submit formula", stack.gateway_url, submit_script(formula_first, references, args.threads),
+                    args, work)
+    cpu = ", ".join(f"{group} {phase.cpu_us_per_request(group):,.0f}" for group in _busy_groups([phase]))
+    return (f"submit formula: {phase.requests:,} requests in {phase.seconds:.1f} s, {phase.rate:,.0f}/s, "
+            f"p50 {phase.p50_ms:,.0f} ms, p99 {phase.p99_ms:,.0f} ms, {phase.errors:,} errors; "
+            f"CPU µs per request: {cpu}")
+
+
 def run_phases(stack: Stack, args: argparse.Namespace, work: Path) -> str:
     """The reference, get question and submit formula phases; returns their markdown."""
-    references = {item.id: item.formula.reference_formula
-                  for item in load_bank(DEFAULT_BANK_DIR) if isinstance(item, FormulaItem)}
+    references = formula_references()
     load_before = os.getloadavg()[0]
     with (
         reference_pair(work) as reference_url,
         reference_pair(work, stack.redis_url) as bound_url,
         gateway_with_workers(stack, args.workers, work) as multi_url,
     ):
-        started = time.monotonic()
-        invites = asyncio.run(seed(stack.gateway_url, args.interviews))
-        candidates = asyncio.run(accept_all(stack.gateway_url, invites))
-        formula_first = [c for c in candidates if c.kind == "QUESTION_KIND_FORMULA" and c.item_id in references]
-        print(f"seeded and accepted {len(candidates):,} interviews in {time.monotonic() - started:.0f} s "
-              f"({len(formula_first):,} start with a formula item)", flush=True)
+        candidates, formula_first = seed_sessions(stack, args, references)
         # Each submit phase answers its own half of the sessions, so neither replays the other's.
         halves = formula_first[::2], formula_first[1::2]
         many = f"{args.workers} workers"
@@ -658,8 +686,9 @@ def main() -> None:
     parser.add_argument("--mix-seed-rate", type=float, default=MIX_SEED_RATE,
                         help="requests/s the invites seeded for the mix last for at the shortest interviews "
                              f"(default {MIX_SEED_RATE:g}; a machine that reaches the target needs {TARGET_RATE:,.0f})")
-    parser.add_argument("--only", choices=["mix", "phases"],
-                        help="run only the mix or only the other phases; each writes only its part of the README section")
+    parser.add_argument("--only", choices=["mix", "phases", "submit"],
+                        help="run only the mix or only the other phases, each writing only its part of the README "
+                             "section; or only one submit formula phase, printed and not written")
     parser.add_argument("--no-readme", action="store_true", help="print only; leave benchmarks/README.md alone")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -672,6 +701,9 @@ def main() -> None:
         settings = StackSettings.isolated(work / "data")
         print(f"starting the stack in {settings.data_dir} ...", flush=True)
         with Stack(settings) as stack:
+            if args.only == "submit":
+                print(run_submit_alone(stack, args, work))
+                return
             phases = None if args.only == "mix" else run_phases(stack, args, work)
             mix = None if args.only == "phases" else run_mix_phase(stack, args, work)
     if phases is None:
