@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, ValidationError, field_validator, model_validator
 
-from common.numeric import NotANumber, ParsedNumber, parse_number
+from common.numeric import PERCENT_UNIT, NotANumber, ParsedNumber, format_decimal, parse_number
 from xlinterview.v1 import common_pb2, orchestrator_pb2
 
 MAX_SHEET_ROWS = 200
@@ -398,6 +399,43 @@ def to_scoring_item(stored: ItemVersion) -> common_pb2.ScoringItem:
             )
         )
     return message
+
+
+def reference_texts(item: Item) -> list[str]:
+    """What a right answer to ``item`` looks like, in words, for a human reviewer.
+
+    The same references :func:`to_scoring_item` gives the scorer: the rubric's
+    reference answers, the reference formula, the correct option's text, or the
+    expected number with how far from it an answer may be.
+    """
+    if isinstance(item, FreeTextItem):
+        return list(item.rubric.reference_answers)
+    if isinstance(item, FormulaItem):
+        return [item.formula.reference_formula]
+    if isinstance(item, ChoiceItem):
+        return [item.choice.options[item.choice.correct_index]]
+    spec = item.numeric
+    # "12%" as the scorer writes it; "45 days" needs the space.
+    unit = "" if not spec.unit else spec.unit if spec.unit == PERCENT_UNIT else f" {spec.unit}"
+
+    def number(value: float, scale: int = 1) -> str:
+        # repr: the shortest text that reads back as the number, i.e. what the author wrote.
+        return format_decimal(Decimal(repr(value)) * scale)
+
+    margins = []
+    if spec.absolute_tolerance:
+        margins.append(f"±{number(spec.absolute_tolerance)}{unit}")
+    if spec.relative_tolerance:
+        margins.append(f"±{number(spec.relative_tolerance, 100)}% of it")
+    text = number(spec.expected) + unit
+    if not margins:
+        text += ", exactly"
+    else:
+        # The rule of Numeric: the larger of the two margins applies.
+        text += ", accepted within " + " or ".join(margins) + (", whichever is larger" if len(margins) > 1 else "")
+    if spec.decimals is not None:
+        text += f" (asked for {spec.decimals} decimals)"
+    return [text]
 
 
 def to_question(stored: ItemVersion, position: int, total: int) -> orchestrator_pb2.Question:

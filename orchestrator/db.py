@@ -238,7 +238,12 @@ _NEWEST_SCORE_OF = (
     "SELECT score_pb, CASE WHEN score_pb IS NULL THEN score END AS score FROM scores"
     " WHERE answer_id = {answer} ORDER BY score_id DESC LIMIT 1"
 )
-_LATEST_SCORE = _NEWEST_SCORE_OF.format(answer="$1")
+# An answer's first score: what its submission answered, and so what a retry with the same
+# idempotency key returns, whatever a reviewer graded since (a later score row).
+_FIRST_SCORE = (
+    "SELECT score_pb, CASE WHEN score_pb IS NULL THEN score END AS score FROM scores"
+    " WHERE answer_id = $1 ORDER BY score_id LIMIT 1"
+)
 
 # The answers of session {session}, in order, each with its newest score (``score_pb``, ``score``).
 _TURNS_OF = (
@@ -268,7 +273,7 @@ _STORE_FIRST_SCORE = (
 
 
 def _stored_score(row: asyncpg.Record | None) -> common_pb2.Score | None:
-    """The Score of a row with ``score_pb`` and ``score`` columns (see ``_LATEST_SCORE``).
+    """The Score of a row with ``score_pb`` and ``score`` columns (see ``_NEWEST_SCORE_OF``).
 
     Args:
         row: The row, or None when the answer has no score.
@@ -278,11 +283,25 @@ def _stored_score(row: asyncpg.Record | None) -> common_pb2.Score | None:
     """
     if row is None:
         return None
-    if row["score_pb"] is not None:
+    return decode_score(row["score_pb"], row["score"])
+
+
+def decode_score(score_pb: bytes | None, score: dict[str, Any] | None) -> common_pb2.Score | None:
+    """A stored Score from its two columns (``scores.score_pb`` and ``scores.score``).
+
+    Args:
+        score_pb: The serialised message; NULL on rows stored before migration 0013.
+        score: The protobuf JSON mapping; only needed when ``score_pb`` is NULL.
+
+    Returns:
+        The message (from the serialised copy when there is one), or None when both
+        are NULL (no score).
+    """
+    if score_pb is not None:
         # Like ignore_unknown_fields on the JSON path: fields added to Score later are kept
         # as unknown fields, not fatal.
-        return common_pb2.Score.FromString(row["score_pb"])
-    return None if row["score"] is None else score_from_json(row["score"])
+        return common_pb2.Score.FromString(score_pb)
+    return None if score is None else score_from_json(score)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -980,10 +999,11 @@ class Database:
                 {"items": len(calibrations), "methods": sorted({c.method for c in calibrations})},
             )
 
-    async def latest_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
-        """The newest stored score of an answer, or None when it was never scored."""
+    async def first_score(self, answer_id: uuid.UUID) -> common_pb2.Score | None:
+        """The first stored score of an answer (the scorer's, never a reviewer's later
+        grade), or None when it was never scored."""
         async with self._connection("read a score") as conn:
-            row = await conn.fetchrow(_LATEST_SCORE, answer_id)
+            row = await conn.fetchrow(_FIRST_SCORE, answer_id)
         return _stored_score(row)
 
     async def store_first_score(
@@ -1016,7 +1036,7 @@ class Database:
                 stored: common_pb2.Score | None = score
             else:
                 # The first score may have committed after this statement's snapshot was taken.
-                stored = _stored_score(await conn.fetchrow(_LATEST_SCORE, answer_id))
+                stored = _stored_score(await conn.fetchrow(_FIRST_SCORE, answer_id))
         if stored is None:
             # Claimed but without a score: only a hand-edited database gets here.
             raise Unavailable(f"answer {answer_id} is marked scored but has no score")

@@ -34,6 +34,7 @@ from common.numeric import NotANumber
 from orchestrator.adaptive import REASON_FINISH_REQUESTED, AdaptiveEngine, CatRules, cat_items, missed_criterion
 from orchestrator.bank import (
     ChoiceItem,
+    Item,
     ItemVersion,
     NumericItem,
     follow_up_prompt,
@@ -138,6 +139,40 @@ def question_id(ref: ItemRef) -> str:
     return follow_up_question_id(ref.item_id) if ref.is_follow_up else ref.item_id
 
 
+def asked_prompt(item: Item, ref: ItemRef | None) -> str:
+    """The prompt the candidate answered at ``ref``'s position: a follow-up's own
+    question for a follow-up, else the item's prompt.
+
+    Args:
+        item: The item asked at that position.
+        ref: The session's entry for the position; None when it is missing (only in a
+            hand-edited database), which reads as the item itself.
+    """
+    if ref is not None and ref.is_follow_up:
+        return follow_up_prompt(item, ref.criterion)
+    return item.prompt
+
+
+def graded_text(answer: str, original: str | None, max_chars: int) -> str:
+    """What the scorer grades for an answer: a follow-up's answer together with the
+    answer it follows up (``original``), against the same rubric, so a point made in
+    either counts (the engine then weighs what only the follow-up added, see
+    :func:`orchestrator.adaptive.follow_up_credit`).
+
+    Args:
+        answer: The answer as submitted.
+        original: For a follow-up, the answer it follows up; None otherwise.
+        max_chars: The longest text the scorer accepts (the answer limit).
+    """
+    if original is None:
+        return answer
+    # Both fit the answer limit alone but not always together, and the scorer refuses
+    # longer text for good (a retry would never succeed): the original gives way,
+    # since the follow-up is what this score is for.
+    room = max(0, max_chars - len(answer) - 2)
+    return f"{original[:room]}\n\n{answer}"
+
+
 def _check_score(score: common_pb2.Score) -> None:
     for name in ("value", "confidence"):
         number = getattr(score, name)
@@ -214,6 +249,37 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         if turns is None:
             turns = await self._db.turns(row.session_id)
         await self._db.store_result(row.session_id, self.engine.result(row, turns))
+
+    async def refresh_result(self, session_id: uuid.UUID) -> bool:
+        """Computes a finished session's result again from its current scores and stores
+        it if it changed (a reviewer's grade replaced a score); an unfinished session's
+        result is computed when it finishes, from the scores current then.
+
+        Args:
+            session_id: The session.
+
+        Returns:
+            Whether the session is finished (and its result was refreshed).
+
+        Raises:
+            NotFound: When there is no such session.
+        """
+        row = await self._db.get_session(session_id)
+        if row is None:
+            raise NotFound(f"no interview session {session_id}")
+        if not row.finished:
+            return False
+        await self._store_result(row)
+        return True
+
+    async def item_version(self, ref: ItemRef) -> ItemVersion:
+        """The stored item version ``ref`` names (cached: versions never change).
+
+        Raises:
+            Unavailable: When it is not stored (a hand-edited database) or the database
+                cannot be read.
+        """
+        return await self._item(ref)
 
     @staticmethod
     def _expired(deadline: datetime | None) -> bool:
@@ -347,7 +413,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
                 answer_id=str(answer.answer_id),
                 item_id=answer.item_id,
                 item_version=answer.item_version,
-                prompt=follow_up_prompt(item, ref.criterion) if follow_up and ref is not None else item.prompt,
+                prompt=asked_prompt(item, ref),
                 answer=answer.answer,
                 submitted_at=_timestamp(answer.submitted_at),
                 follow_up=follow_up,
@@ -375,10 +441,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         return response
 
     async def _scored_text(self, answer: AnswerRow, session: SessionRow) -> str:
-        """What the scorer grades for ``answer``: a follow-up's answer is graded together
-        with the answer it follows up, against the same rubric, so a point made in either
-        counts (the engine then weighs what only the follow-up added, see
-        :func:`orchestrator.adaptive.follow_up_credit`)."""
+        """What the scorer grades for ``answer`` (see :func:`graded_text`)."""
         ref = session.items[answer.position] if answer.position < len(session.items) else None
         if ref is None or ref.follow_up_of is None:
             return answer.answer
@@ -389,11 +452,7 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
             # Follow-ups are only ever chosen after their original answer is stored.
             log.error("answer %s follows up position %d, which has no answer", answer.answer_id, ref.follow_up_of)
             return answer.answer
-        # Both fit the answer limit alone but not always together, and the scorer refuses
-        # longer text for good (a retry would never succeed): the original gives way,
-        # since the follow-up is what this score is for.
-        room = max(0, self._settings.max_answer_chars - len(answer.answer) - 2)
-        return f"{original.answer[:room]}\n\n{answer.answer}"
+        return graded_text(answer.answer, original.answer, self._settings.max_answer_chars)
 
     async def _score(self, answer: AnswerRow, session: SessionRow) -> StoredScore:
         """Grades a stored answer and stores the grade (the first stored grade wins).
@@ -622,7 +681,8 @@ class OrchestratorService(orchestrator_pb2_grpc.OrchestratorServicer):
         if result.replayed:
             ANSWERS.labels("replayed").inc()
             log.info("answer %s replayed for idempotency key", stored.answer_id)
-            score = await self._db.latest_score(stored.answer_id)
+            # A retry returns the first result, even after a reviewer graded the answer.
+            score = await self._db.first_score(stored.answer_id)
         else:
             ANSWERS.labels("stored").inc()
             await self._state.put(SessionState.from_row(result.session))

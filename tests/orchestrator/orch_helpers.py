@@ -68,8 +68,9 @@ class FakeScorer(scorer_pb2_grpc.ScorerServicer):
 
     ``mode`` is ``ok`` (answer with ``values[item_id]`` or 0.75), ``unavailable``
     (abort with UNAVAILABLE) or ``slow`` (sleep ``delay_s`` first). ``grade``, when
-    set, is called with each request and may return a Score whose value, criteria and
-    signals replace the defaults (None keeps them). Every request is recorded.
+    set, is called with each request and may return a Score whose value, criteria,
+    signals, review flag and reason, and (when non-zero) confidence replace the
+    defaults (None keeps them). Every request is recorded.
     """
 
     def __init__(self) -> None:
@@ -104,6 +105,9 @@ class FakeScorer(scorer_pb2_grpc.ScorerServicer):
             score.value = graded.value
             score.criteria.extend(graded.criteria)
             score.signals.extend(graded.signals)
+            score.confidence = graded.confidence or score.confidence
+            score.needs_review = graded.needs_review
+            score.review_reason = graded.review_reason
         return scorer_pb2.ScoreResponse(answer_id=request.answer.answer_id, score=score)
 
 
