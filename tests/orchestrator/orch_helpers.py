@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.grpc_server import create_server
 from orchestrator.app import Orchestrator
+from orchestrator.identity import IdentitySettings
 from orchestrator.settings import OrchestratorSettings
 from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb, orchestrator_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 
@@ -120,11 +121,12 @@ async def start_fake_scorer(fake: FakeScorer, port: int = 0) -> tuple[grpc.aio.S
 
 
 @contextlib.asynccontextmanager
-async def running_orchestrator(
-    settings: OrchestratorSettings,
-) -> AsyncIterator[tuple[Orchestrator, orchestrator_pb2_grpc.OrchestratorStub]]:
-    """The real orchestrator behind a real gRPC server on a free port, and a client stub."""
-    app = Orchestrator(settings)
+async def serving_orchestrator(
+    settings: OrchestratorSettings, identity: IdentitySettings | None = None
+) -> AsyncIterator[tuple[Orchestrator, grpc.aio.Channel]]:
+    """The real orchestrator, staff services included, behind a real gRPC server on a
+    free port, and a channel to it."""
+    app = Orchestrator(settings, identity)
     await app.start()
     server = create_server()
     app.add_to_server(server)
@@ -132,11 +134,20 @@ async def running_orchestrator(
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield app, orchestrator_pb2_grpc.OrchestratorStub(channel)
+        yield app, channel
     finally:
         await channel.close()
         await server.stop(grace=1)
         await app.close()
+
+
+@contextlib.asynccontextmanager
+async def running_orchestrator(
+    settings: OrchestratorSettings,
+) -> AsyncIterator[tuple[Orchestrator, orchestrator_pb2_grpc.OrchestratorStub]]:
+    """The real orchestrator behind a real gRPC server on a free port, and a client stub."""
+    async with serving_orchestrator(settings) as (app, channel):
+        yield app, orchestrator_pb2_grpc.OrchestratorStub(channel)
 
 
 class TcpProxy:

@@ -15,10 +15,8 @@ import pytest
 import pytest_asyncio
 
 from common import session_events
-from common.grpc_server import create_server
-from orch_helpers import next_message
+from orch_helpers import next_message, serving_orchestrator
 from orchestrator import identity
-from orchestrator.app import Orchestrator
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
 from orchestrator.settings import MissingSetting, OrchestratorSettings
 from orchestrator.staff import StaffServices
@@ -43,21 +41,10 @@ async def stubs(postgres, redis_server, fake_scorer) -> AsyncIterator[Stubs]:  #
         scorer_deadline_s=1.0,
         db_timeout_s=2.0,
     )
-    app = Orchestrator(settings, IdentitySettings())
-    await app.start()
-    server = create_server()
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    identity = admin_pb2_grpc.IdentityStub(channel)
-    admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
-    try:
+    async with serving_orchestrator(settings, IdentitySettings()) as (_, channel):
+        identity = admin_pb2_grpc.IdentityStub(channel)
+        admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
         yield Stubs(identity, admin_pb2_grpc.InterviewsStub(channel), orchestrator_pb2_grpc.OrchestratorStub(channel), admin)
-    finally:
-        await channel.close()
-        await server.stop(grace=1)
-        await app.close()
 
 
 async def code_of(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]

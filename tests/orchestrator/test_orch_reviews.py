@@ -16,10 +16,8 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from common.grpc_server import create_server
-from orch_helpers import FakeScorer, good_answer, rpc_error, submit
+from orch_helpers import FakeScorer, good_answer, rpc_error, serving_orchestrator, submit
 from orchestrator import export_reviews
-from orchestrator.app import Orchestrator
 from orchestrator.bank import ChoiceItem, FormulaItem, FreeTextItem, NumericItem, load_bank
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
 from orchestrator.settings import DEFAULT_BANK_DIR, OrchestratorSettings
@@ -53,16 +51,9 @@ async def svc(postgres, redis_server, fake_scorer) -> AsyncIterator[Svc]:  # typ
         db_timeout_s=2.0,
         scoring_retry_interval_s=0,
     )
-    app = Orchestrator(settings, IdentitySettings())
-    await app.start()
-    server = create_server()
-    app.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    identity = admin_pb2_grpc.IdentityStub(channel)
-    admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
-    try:
+    async with serving_orchestrator(settings, IdentitySettings()) as (_, channel):
+        identity = admin_pb2_grpc.IdentityStub(channel)
+        admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
         yield Svc(
             identity,
             admin_pb2_grpc.InterviewsStub(channel),
@@ -71,10 +62,6 @@ async def svc(postgres, redis_server, fake_scorer) -> AsyncIterator[Svc]:  # typ
             admin,
             postgres.url,
         )
-    finally:
-        await channel.close()
-        await server.stop(grace=1)
-        await app.close()
 
 
 def flag_next(scorer: FakeScorer, *confidences: float | None, value: float = MODEL_VALUE) -> None:
