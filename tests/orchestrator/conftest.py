@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from orchestrator.settings import OrchestratorSettings
 from stack.backing import EmbeddedPostgres, EmbeddedRedis
-from orch_helpers import FakeScorer, running_orchestrator, start_fake_scorer
+from orch_helpers import FakeScorer, orchestrator_settings, running_orchestrator, start_fake_scorer
 
 
 @pytest.fixture(scope="session")
@@ -39,40 +39,14 @@ async def fake_scorer() -> AsyncIterator[tuple[FakeScorer, int]]:
 @pytest.fixture
 def make_settings(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, fake_scorer):  # type: ignore[no-untyped-def]
     def build(**overrides: object) -> OrchestratorSettings:
-        values: dict[str, object] = {
-            "database_url": postgres.url,
-            "redis_url": redis_server.url,
-            "scorer_address": f"127.0.0.1:{fake_scorer[1]}",
-            "scorer_deadline_s": 1.0,
-            "db_timeout_s": 2.0,
-            "redis_timeout_s": 0.5,
-            "redis_retry_after_s": 0.0,
-            "startup_timeout_s": 5.0,
-            "max_answer_chars": 2000,
-            "log_json": False,
-            # Off unless a test turns it on: a background sweep would score other
-            # tests' deliberately unscored answers behind their backs.
-            "scoring_retry_interval_s": 0,
-        }
-        values.update(overrides)
-        return OrchestratorSettings(**values)  # type: ignore[arg-type]
+        return orchestrator_settings(postgres.url, redis_server.url, fake_scorer[1], **overrides)
 
     return build
 
 
 @pytest_asyncio.fixture(scope="session")
 async def orchestrator(postgres: EmbeddedPostgres, redis_server: EmbeddedRedis, fake_scorer):  # type: ignore[no-untyped-def]
-    settings = OrchestratorSettings(
-        database_url=postgres.url,
-        redis_url=redis_server.url,
-        scorer_address=f"127.0.0.1:{fake_scorer[1]}",
-        scorer_deadline_s=1.0,
-        db_timeout_s=2.0,
-        redis_timeout_s=0.5,
-        redis_retry_after_s=0.0,
-        max_answer_chars=2000,
-        scoring_retry_interval_s=0,
-    )
+    settings = orchestrator_settings(postgres.url, redis_server.url, fake_scorer[1])
     async with running_orchestrator(settings) as (app, stub):
         yield app, stub
 

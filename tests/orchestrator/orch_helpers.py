@@ -26,6 +26,30 @@ from xlinterview.v1 import common_pb2, orchestrator_pb2 as pb, orchestrator_pb2_
 REPO = Path(__file__).resolve().parents[2]
 
 
+def orchestrator_settings(
+    postgres_url: str, redis_url: str, scorer_port: int, /, **overrides: object
+) -> OrchestratorSettings:
+    """Settings for an orchestrator on the tests' PostgreSQL, Redis and fake scorer, with
+    short timeouts, and ``overrides`` (which may name any setting, those three included)."""
+    values: dict[str, object] = {
+        "database_url": postgres_url,
+        "redis_url": redis_url,
+        "scorer_address": f"127.0.0.1:{scorer_port}",
+        "scorer_deadline_s": 1.0,
+        "db_timeout_s": 2.0,
+        "redis_timeout_s": 0.5,
+        "redis_retry_after_s": 0.0,
+        "startup_timeout_s": 5.0,
+        "max_answer_chars": 2000,
+        "log_json": False,
+        # Off unless a test turns it on: a background sweep would score other
+        # tests' deliberately unscored answers behind their backs.
+        "scoring_retry_interval_s": 0,
+    }
+    values.update(overrides)
+    return OrchestratorSettings(**values)  # type: ignore[arg-type]
+
+
 def orchestrator_env(**values: str) -> dict[str, str]:
     """Our environment without backing URLs or ``XLI_`` settings, plus ``values``."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL") and not k.startswith("XLI_")}

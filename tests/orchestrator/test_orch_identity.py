@@ -15,10 +15,10 @@ import pytest
 import pytest_asyncio
 
 from common import session_events
-from orch_helpers import next_message, serving_orchestrator
+from orch_helpers import next_message, orchestrator_settings, serving_orchestrator
 from orchestrator import identity
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
-from orchestrator.settings import MissingSetting, OrchestratorSettings
+from orchestrator.settings import MissingSetting
 from orchestrator.staff import StaffServices
 from xlinterview.v1 import admin_pb2 as apb
 from xlinterview.v1 import admin_pb2_grpc, orchestrator_pb2 as pb, orchestrator_pb2_grpc
@@ -34,13 +34,7 @@ class Stubs:
 
 @pytest_asyncio.fixture(scope="module")
 async def stubs(postgres, redis_server, fake_scorer) -> AsyncIterator[Stubs]:  # type: ignore[no-untyped-def]
-    settings = OrchestratorSettings(
-        database_url=postgres.url,
-        redis_url=redis_server.url,
-        scorer_address=f"127.0.0.1:{fake_scorer[1]}",
-        scorer_deadline_s=1.0,
-        db_timeout_s=2.0,
-    )
+    settings = orchestrator_settings(postgres.url, redis_server.url, fake_scorer[1])
     async with serving_orchestrator(settings, IdentitySettings()) as (_, channel):
         identity = admin_pb2_grpc.IdentityStub(channel)
         admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))

@@ -16,11 +16,11 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from orch_helpers import FakeScorer, good_answer, rpc_error, serving_orchestrator, submit
+from orch_helpers import FakeScorer, good_answer, orchestrator_settings, rpc_error, serving_orchestrator, submit
 from orchestrator import export_reviews
 from orchestrator.bank import ChoiceItem, FormulaItem, FreeTextItem, NumericItem, load_bank
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
-from orchestrator.settings import DEFAULT_BANK_DIR, OrchestratorSettings
+from orchestrator.settings import DEFAULT_BANK_DIR
 from scorer.training.data import load_jsonl_files
 from xlinterview.v1 import admin_pb2 as apb
 from xlinterview.v1 import admin_pb2_grpc, common_pb2, orchestrator_pb2 as pb, orchestrator_pb2_grpc
@@ -43,14 +43,7 @@ class Svc:
 
 @pytest_asyncio.fixture(scope="module")
 async def svc(postgres, redis_server, fake_scorer) -> AsyncIterator[Svc]:  # type: ignore[no-untyped-def]
-    settings = OrchestratorSettings(
-        database_url=postgres.url,
-        redis_url=redis_server.url,
-        scorer_address=f"127.0.0.1:{fake_scorer[1]}",
-        scorer_deadline_s=1.0,
-        db_timeout_s=2.0,
-        scoring_retry_interval_s=0,
-    )
+    settings = orchestrator_settings(postgres.url, redis_server.url, fake_scorer[1])
     async with serving_orchestrator(settings, IdentitySettings()) as (_, channel):
         identity = admin_pb2_grpc.IdentityStub(channel)
         admin = await identity.Authenticate(apb.AuthenticateRequest(email=DEV_ADMIN_EMAIL, password=DEV_ADMIN_PASSWORD))
