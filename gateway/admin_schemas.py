@@ -12,8 +12,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway.schemas import Question, Result, Session, SkillEstimate, StaffSession, timestamp_or_none
-from xlinterview.v1 import admin_pb2
+from gateway.schemas import (
+    Question,
+    QuestionKind,
+    Result,
+    ReviewedScore,
+    Session,
+    SkillEstimate,
+    StaffSession,
+    reviewed_score_from_proto,
+    timestamp_or_none,
+)
+from xlinterview.v1 import admin_pb2, common_pb2
 
 Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
@@ -323,4 +333,79 @@ class Report(BaseModel):
     ability: AbilitySummary | None = Field(default=None, description="result in plain words; null with it.")
     skill_abilities: list[SkillAbility] = Field(
         default_factory=list, description="Per-skill ability estimates with 95% intervals; empty until finished."
+    )
+
+
+# ---------------------------------------------------------------- reviews
+
+
+class ReviewTask(BaseModel):
+    """An answer for a reviewer to grade, with what they need to judge it."""
+
+    answer_id: str
+    interview_id: str = Field(description="Empty for a session started directly over gRPC.")
+    session_id: str
+    candidate_name: str
+    item_id: str
+    item_version: int
+    kind: QuestionKind
+    skill_area: str
+    prompt: str = Field(description="The question as the candidate saw it (a follow-up's own question).")
+    answer: str = Field(
+        description="The answer as the scorer graded it: a follow-up's answer follows the answer it follows up; "
+        "for multiple choice, the chosen option's index."
+    )
+    references: list[str] = Field(
+        description="What a right answer looks like: reference answers, the reference formula, the correct option "
+        "or the expected number."
+    )
+    model_score: ReviewedScore | None = Field(description="The score the reviewer checks: the newest that no reviewer gave.")
+    review: ReviewedScore | None = Field(description="The newest reviewer's grade; null until reviewed.")
+    reviewer_user_id: str = Field(description="Who gave that grade; empty until reviewed.")
+    submitted_at: datetime | None
+    reviewed_at: datetime | None
+    follow_up: bool
+
+
+class ReviewQueue(BaseModel):
+    """The answers waiting for a human check, least confident first."""
+
+    tasks: list[ReviewTask]
+    pending: int = Field(description="All answers waiting for review that the caller may see, tasks included.")
+
+
+class ReviewBody(BaseModel):
+    """A reviewer's grade of one answer."""
+
+    score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False, description="0 (wrong) to 1 (fully right).")
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = Field(
+        default="",
+        description="Why, in the reviewer's words; the grade's feedback, which the candidate's own views show.",
+    )
+
+
+def review_task_from_proto(t: admin_pb2.ReviewTask) -> ReviewTask:
+    """Translates a ``ReviewTask`` message."""
+    try:
+        kind = QuestionKind(common_pb2.QuestionKind.Name(t.kind))
+    except ValueError:  # a kind this gateway's contract does not know yet
+        kind = QuestionKind.UNSPECIFIED
+    return ReviewTask(
+        answer_id=t.answer_id,
+        interview_id=t.interview_id,
+        session_id=t.session_id,
+        candidate_name=t.candidate_name,
+        item_id=t.item_id,
+        item_version=t.item_version,
+        kind=kind,
+        skill_area=t.skill_area,
+        prompt=t.prompt,
+        answer=t.answer,
+        references=list(t.references),
+        model_score=reviewed_score_from_proto(t.model_score) if t.HasField("model_score") else None,
+        review=reviewed_score_from_proto(t.review) if t.HasField("review") else None,
+        reviewer_user_id=t.reviewer_user_id,
+        submitted_at=timestamp_or_none(t, "submitted_at"),
+        reviewed_at=timestamp_or_none(t, "reviewed_at"),
+        follow_up=t.follow_up,
     )

@@ -21,7 +21,7 @@ from gateway.middleware import BodyLimitMiddleware, ClientAddressMiddleware, Req
 from gateway.orchestrator import OrchestratorConnection
 from gateway.problems import Problem, install_problem_handlers
 from gateway.ratelimit import Limiter, MemoryLimiter, RedisLimiter
-from gateway.routers import api_keys, auth, bank, health, interviews, invites, pages, reports, sessions, users
+from gateway.routers import api_keys, auth, bank, health, interviews, invites, pages, reports, reviews, sessions, users
 from gateway.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - the page falls back to FastAPI's CDN l
     _swagger_ui_path = None
 
 _DOCS_ASSETS = "/docs-assets"
-_DOCS_TAG_ORDER = ("health", "auth", "users", "api-keys", "interviews", "reports", "invites", "sessions", "bank")
+_DOCS_TAG_ORDER = ("health", "auth", "users", "api-keys", "interviews", "reports", "reviews", "invites", "sessions", "bank")
 
 _DESCRIPTION = """\
 REST gateway of the Excel-skills interviewer.
@@ -114,7 +114,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # The sessions router applies limit_ip itself, inside its caller dependency.
     app.include_router(sessions.router)
     app.include_router(health.router)
-    for api in (invites, auth, users, api_keys, interviews, reports, bank):
+    for api in (invites, auth, users, api_keys, interviews, reports, reviews, bank):
         app.include_router(api.router, dependencies=[Depends(limit_ip)])
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -48,6 +48,7 @@ class OrchestratorConnection:
         # The staff services are served by the orchestrator process too.
         self.identity = admin_pb2_grpc.IdentityStub(self.channel)
         self.interviews = admin_pb2_grpc.InterviewsStub(self.channel)
+        self.reviews = admin_pb2_grpc.ReviewsStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
     def is_connected(self) -> bool:
@@ -146,7 +147,7 @@ class OrchestratorClient(_RpcClient):
 
 
 class AdminClient(_RpcClient):
-    """``xlinterview.v1.Identity`` and ``Interviews`` calls for one HTTP request.
+    """``xlinterview.v1.Identity``, ``Interviews`` and ``Reviews`` calls for one HTTP request.
 
     Thin on purpose: the routers build the request messages, so each RPC's fields
     are visible where the JSON body is read.
@@ -159,6 +160,10 @@ class AdminClient(_RpcClient):
     async def interviews(self, method: str, request: Message) -> Any:
         """Calls ``Interviews.<method>`` with ``request``."""
         return await self._call(getattr(self._connection.interviews, method), request)
+
+    async def reviews(self, method: str, request: Message) -> Any:
+        """Calls ``Reviews.<method>`` with ``request``."""
+        return await self._call(getattr(self._connection.reviews, method), request)
 
     async def get_interview(self, interview_id: str) -> admin_pb2.Interview:
         """One interview; see ``Interviews.GetInterview``."""

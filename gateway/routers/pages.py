@@ -1,5 +1,5 @@
-"""The browser pages: the candidate page at ``/``, the hiring dashboard under
-``/dashboard``, and their assets under ``/static``."""
+"""The browser pages: the candidate page at ``/``, the hiring dashboard, report and
+review queue under ``/dashboard``, and their assets under ``/static``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,12 @@ async def dashboard_page() -> FileResponse:
 async def report_page() -> FileResponse:
     """One interview's report (``?id=<interview_id>``), printable."""
     return _page("report.html", _STAFF_HEADERS)
+
+
+@router.get("/dashboard/review")
+async def review_page() -> FileResponse:
+    """The review queue: answers the scorer is unsure of, graded by staff."""
+    return _page("review.html", _STAFF_HEADERS)
 
 
 @router.get("/vendor/plotly.min.js")

@@ -42,6 +42,7 @@ async def fake_server() -> AsyncIterator[FakeServer]:
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
     admin_pb2_grpc.add_IdentityServicer_to_server(servicer, server)
     admin_pb2_grpc.add_InterviewsServicer_to_server(servicer, server)
+    admin_pb2_grpc.add_ReviewsServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

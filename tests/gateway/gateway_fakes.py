@@ -85,7 +85,10 @@ STAFF = {
 
 
 class FakeOrchestrator(
-    orchestrator_pb2_grpc.OrchestratorServicer, admin_pb2_grpc.IdentityServicer, admin_pb2_grpc.InterviewsServicer
+    orchestrator_pb2_grpc.OrchestratorServicer,
+    admin_pb2_grpc.IdentityServicer,
+    admin_pb2_grpc.InterviewsServicer,
+    admin_pb2_grpc.ReviewsServicer,
 ):
     """An in-memory orchestrator (with the staff services) with knobs to fail, stall, and record calls.
 
@@ -98,6 +101,8 @@ class FakeOrchestrator(
             session on and fails UNAVAILABLE with reason SCORING_UNAVAILABLE, as the
             orchestrator does when its scorer fails (a resend of the key fails alike).
         calls: (method, request, metadata, time_remaining) of each call received.
+        review_tasks: The review queue, by answer id, with the owner of each task's
+            interview; SubmitReview grades a task, NOT_FOUND outside the owner filter.
         time_limit_s: Standard interview time. Deadlines run on the real clock (unlike
             the fixed start times), so timers and time warnings can be tested.
         max_extra_time_percent: Largest accommodation CreateInterview accepts.
@@ -122,6 +127,7 @@ class FakeOrchestrator(
         self.api_keys: dict[str, admin_pb2.ApiKey] = {}
         self.interviews: dict[str, admin_pb2.Interview] = {}
         self.invites: dict[str, str] = {}
+        self.review_tasks: dict[str, tuple[str, admin_pb2.ReviewTask]] = {}
         self.time_limit_s = 3600.0
         self.max_extra_time_percent = 200
 
@@ -429,6 +435,46 @@ class FakeOrchestrator(
                 for q in QUESTIONS
             ]
         )
+
+    def queue_review(self, answer_id: str, owner: str, confidence: float, kind: int = common_pb2.QUESTION_KIND_FREE_TEXT) -> None:
+        """Puts an answer of an interview owned by ``owner`` in the review queue."""
+        self.review_tasks[answer_id] = (
+            owner,
+            admin_pb2.ReviewTask(
+                answer_id=answer_id,
+                interview_id=f"interview-of-{answer_id}",
+                candidate_name="Ada Lovelace",
+                item_id="explain-lookup",
+                item_version=1,
+                kind=kind,
+                skill_area="lookups",
+                prompt="Why does VLOOKUP return #N/A here?",
+                answer="weil es nicht passt",
+                references=["The lookup value is not in the first column."],
+                model_score=common_pb2.Score(
+                    value=0.0, confidence=confidence, needs_review=True, review_reason="not English", signals=["guard:language"]
+                ),
+            ),
+        )
+
+    async def ListReviewQueue(self, request, context):  # noqa: N802
+        await self._enter("ListReviewQueue", request, context)
+        tasks = sorted(
+            (t for owner, t in self.review_tasks.values() if not t.HasField("review") and request.owner_user_id in ("", owner)),
+            key=lambda t: t.model_score.confidence,
+        )
+        return admin_pb2.ListReviewQueueResponse(tasks=tasks[: request.limit or 50], pending=len(tasks))
+
+    async def SubmitReview(self, request, context):  # noqa: N802
+        await self._enter("SubmitReview", request, context)
+        owner, task = self.review_tasks.get(request.answer_id, ("", None))
+        if task is None or request.owner_user_id not in ("", owner):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no answer {request.answer_id}")
+        task.review.CopyFrom(
+            common_pb2.Score(value=request.value, confidence=1.0, feedback=request.comment, signals=["human.review"])
+        )
+        task.reviewer_user_id = request.reviewer_user_id
+        return task
 
 
 class FakeServer:
