@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from gateway.admin_schemas import CreateInterviewBody, Interview, InvitedInterview, interview_from_proto
-from gateway.auth import Role
 from gateway.deps import AdminClientDep, OwnedInterviewDep, SettingsDep, StaffDep, WriterDep
 from gateway.problems import problem_responses
 from gateway.settings import GatewaySettings
@@ -68,8 +67,9 @@ async def list_interviews(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Interview]:
     """Newest first, with status and score; an interviewer sees only their own."""
-    owner = principal.user_id if principal.role == Role.INTERVIEWER else ""
-    response = await admin.interviews("ListInterviews", admin_pb2.ListInterviewsRequest(owner_user_id=owner, limit=limit))
+    response = await admin.interviews(
+        "ListInterviews", admin_pb2.ListInterviewsRequest(owner_user_id=principal.owner_filter(), limit=limit)
+    )
     return [interview_from_proto(i) for i in response.interviews]
 
 

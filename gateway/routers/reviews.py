@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from gateway.admin_schemas import ReviewBody, ReviewQueue, ReviewTask, review_task_from_proto
-from gateway.auth import Principal, Role
 from gateway.deps import AdminClientDep, StaffDep, WriterDep
 from gateway.problems import problem_responses
 from xlinterview.v1 import admin_pb2
@@ -24,12 +23,14 @@ router = APIRouter(
     responses=problem_responses(400, 401, 403, 422, 429, 500, 502, 503, 504),
 )
 
-AnswerId = Annotated[str, Path(min_length=1, max_length=64, description="The answer's id (a turn's answer_id).")]
-
-
-def _owner(principal: Principal) -> str:
-    # Interviewers work on their own interviews only; admins and analysts on all.
-    return principal.user_id if principal.role == Role.INTERVIEWER else ""
+# Answer ids are UUIDs; anything else is refused here rather than by a round trip.
+AnswerId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="The answer's id (a turn's or review task's answer_id).",
+    ),
+]
 
 
 @router.get("", response_model=ReviewQueue, summary="List the answers waiting for review")
@@ -39,7 +40,7 @@ async def list_review_queue(
     """Answers whose current score needs a human check, least confident first (what the
     model is least sure of teaches it most), then oldest first; ``pending`` counts them all."""
     response = await admin.reviews(
-        "ListReviewQueue", admin_pb2.ListReviewQueueRequest(owner_user_id=_owner(principal), limit=limit)
+        "ListReviewQueue", admin_pb2.ListReviewQueueRequest(owner_user_id=principal.owner_filter(), limit=limit)
     )
     return ReviewQueue(tasks=[review_task_from_proto(t) for t in response.tasks], pending=response.pending)
 
@@ -52,14 +53,15 @@ async def submit_review(answer_id: AnswerId, body: ReviewBody, principal: Writer
 
     Any scored answer may be graded, flagged or not; a later grade replaces an earlier
     one. A finished interview's result is computed again. 404 when the answer does not
-    exist or is not in one of the caller's interviews, 409 while it has no score yet.
+    exist or is not in one of the caller's interviews, 409 while it has no score yet,
+    422 for an id that is not a UUID or a grade outside 0..1.
     """
     task = await admin.reviews(
         "SubmitReview",
         admin_pb2.SubmitReviewRequest(
             answer_id=answer_id,
             reviewer_user_id=principal.user_id,
-            owner_user_id=_owner(principal),
+            owner_user_id=principal.owner_filter(),
             value=body.score,
             comment=body.comment,
         ),
