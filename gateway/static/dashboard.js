@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     error: $("error"), errorMessage: $("error-message"), signOut: $("sign-out"),
+    reviewLink: $("review-link"), reviewPending: $("review-pending"),
     views: { login: $("view-login"), main: $("view-main") },
     loginForm: $("login-form"), loginEmail: $("login-email"), loginPassword: $("login-password"),
     loginButton: $("login-button"), loginHeading: $("login-heading"), mainHeading: $("main-heading"),
@@ -20,6 +21,7 @@
   function show(view, focus) {
     for (const [name, node] of Object.entries(el.views)) node.hidden = name !== view;
     el.signOut.hidden = view !== "main";
+    el.reviewLink.hidden = view !== "main";
     if (focus) focus.focus();
   }
 
@@ -61,6 +63,16 @@
     return td;
   }
 
+  // How many answers wait in the review queue, in the header link; the list works without it.
+  async function loadPending() {
+    try {
+      const queue = await S.api("GET", "/api/v1/reviews?limit=1");
+      el.reviewPending.textContent = queue.pending ? ` (${queue.pending} waiting)` : "";
+    } catch (_) {
+      el.reviewPending.textContent = "";
+    }
+  }
+
   async function loadInterviews() {
     el.listStatus.textContent = "Loading…";
     try {
@@ -92,6 +104,8 @@
         return tr;
       }));
       el.listStatus.textContent = interviews.length ? `${interviews.length} interview(s).` : "No interviews yet.";
+      // After the list, not beside it: two calls at once could both try to refresh the token.
+      await loadPending();
     } catch (err) {
       el.listStatus.textContent = "";
       handle(err);

@@ -9,22 +9,7 @@
   const $ = (id) => document.getElementById(id);
   const id = new URLSearchParams(window.location.search).get("id");
 
-  function text(tag, value, className) {
-    const node = document.createElement(tag);
-    node.textContent = value;
-    if (className) node.className = className;
-    return node;
-  }
-
-  function list(items) {
-    const ul = document.createElement("ul");
-    ul.append(...items.map((item) => text("li", item)));
-    return ul;
-  }
-
-  function skillLabel(skill) {
-    return skill.replace(/_/g, " ");
-  }
+  const { text, list, skillLabel } = S;
 
   const fixed = (value) => (value >= 0 ? "+" : "−") + Math.abs(value).toFixed(2);
   const interval = (low, high) => `${fixed(low)} to ${fixed(high)}`;
@@ -112,6 +97,7 @@
   }
 
   const flagged = (turn) => Boolean(turn.score && turn.score.needs_review);
+  const REVIEW_SIGNAL = "human.review";
 
   // The count at the top, and links to each flagged answer so a reviewer can go
   // straight to them.
@@ -145,6 +131,7 @@
     });
     $("review-links").replaceChildren(
       ...links.flatMap((a, i) => (i ? [document.createTextNode(", "), a] : [text("span", "Go to: "), a])),
+      ...(links.length ? [document.createTextNode(".")] : []),
     );
   }
 
@@ -163,7 +150,10 @@
       const flag = text("p", "", "review-flag");
       const glyph = text("span", "⚑ ");
       glyph.setAttribute("aria-hidden", "true");
-      flag.append(glyph, text("strong", "Flagged for human review: "), document.createTextNode(reason));
+      flag.append(glyph, text("strong", "Flagged for human review: "), document.createTextNode(`${reason} `));
+      const review = text("a", "Review it", "review-it");
+      review.href = "/dashboard/review";
+      flag.append(review);
       li.append(flag);
     }
     li.append(text("p", turn.prompt, "prompt"));
@@ -175,7 +165,10 @@
       li.append(text("p", "Not scored yet.", "muted"));
       return li;
     }
-    li.append(text("p", `Score ${S.percent(score.value)} · confidence ${S.percent(score.confidence)}`, "overall"));
+    const line = text("p", `Score ${S.percent(score.value)} · confidence ${S.percent(score.confidence)}`, "overall");
+    // A reviewer's grade replaced the model's score: said next to the score.
+    if ((score.signals || []).includes(REVIEW_SIGNAL)) line.append(" ", text("span", "Graded by a reviewer", "reviewed-label"));
+    li.append(line);
     if (score.feedback) li.append(text("p", `Feedback: ${score.feedback}`));
     if (score.evidence.length) li.append(text("p", "Evidence", "small muted"), list(score.evidence));
     if (score.criteria.length) {

@@ -82,5 +82,22 @@ window.XliStaff = (function () {
     return interview.extra_time_percent ? `${text} (+${interview.extra_time_percent}% extra time)` : text;
   }
 
-  return { api, signIn, signOut, tokens, ApiError, percent, statusText, timeAllowed };
+  // Page building for the staff pages: values from the server go in as text, never as HTML.
+  function text(tag, value, className) {
+    const node = document.createElement(tag);
+    node.textContent = value;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function list(items) {
+    const ul = document.createElement("ul");
+    ul.append(...items.map((item) => text("li", item)));
+    return ul;
+  }
+
+  // "formulas_functions" → "formulas functions".
+  const skillLabel = (skill) => (skill || "").replace(/_/g, " ");
+
+  return { api, signIn, signOut, tokens, ApiError, percent, statusText, timeAllowed, text, list, skillLabel };
 })();

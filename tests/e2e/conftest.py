@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -18,6 +20,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS / "load"))
 
 from run import RATE_LIMIT_ENV, REMOTE_ENV  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+# Debian's /usr/bin/chromium is a shell wrapper; Playwright needs the binary itself.
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
 
 
 def _keep_local(env: pytest.MonkeyPatch) -> None:
@@ -60,11 +68,41 @@ def client(stack: Stack) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def admin_headers(client: httpx.Client) -> dict[str, str]:
-    """The development admin (``make up`` prints these credentials), signed in."""
+def admin_tokens(client: httpx.Client) -> dict:
+    """The development admin (``make up`` prints these credentials), signed in once for the
+    whole session: the shared stack allows ten sign-ins a minute from one address."""
     from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 
     response = client.post("/api/v1/auth/login", json={"email": DEV_ADMIN_EMAIL, "password": DEV_ADMIN_PASSWORD})
     assert response.status_code == 200, response.text
-    return {"authorization": f"Bearer {response.json()['access_token']}"}
+    tokens: dict = response.json()
+    return tokens
 
+
+@pytest.fixture(scope="session")
+def admin_headers(admin_tokens: dict) -> dict[str, str]:
+    """The signed-in development admin's Authorization header."""
+    return {"authorization": f"Bearer {admin_tokens['access_token']}"}
+
+
+
+def chromium_path() -> str:
+    for candidate in CHROMIUM_CANDIDATES:
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise RuntimeError("Debian's chromium is not installed; `make test` installs it (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, headless; one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(),
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
+        )
+        yield launched
+        launched.close()

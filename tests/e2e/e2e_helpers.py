@@ -1,8 +1,14 @@
-"""Staff and invite steps shared by the e2e tests (a uniquely named module, see gateway_fakes)."""
+"""Staff, invite and browser steps shared by the e2e tests (a uniquely named module, see gateway_fakes)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import httpx
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
 def create_invite(client: httpx.Client, admin_headers: dict[str, str], name: str) -> dict:
@@ -20,3 +26,33 @@ def accept_invite(client: httpx.Client, invite_url: str) -> tuple[dict, dict[str
     assert response.status_code == 200, response.text
     started: dict = response.json()
     return started, {"authorization": f"Bearer {started['access_token']}"}
+
+
+def axe_source() -> str:
+    """axe-core as bundled in the axe-playwright-python wheel (no npm registry)."""
+    import axe_playwright_python
+
+    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
+
+
+def assert_accessible(page: Page, what: str) -> None:
+    """Runs axe-core in the page (WCAG 2.0-2.2 A and AA rules); fails on any serious or
+    critical violation. ``page.evaluate`` runs outside the page's CSP, so the strict
+    policy stays on."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(axe_source())
+    result = page.evaluate(
+        """() => axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})
+             .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))})))"""
+    )
+    serious = [v for v in result if v["impact"] in ("serious", "critical")]
+    assert serious == [], f"{what}: {serious}"
+
+
+def tab_until(page: Page, selector: str, limit: int = 20) -> None:
+    """Presses Tab until the focused element matches ``selector``."""
+    for _ in range(limit):
+        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError(f"Tab never reached {selector}")

@@ -7,71 +7,15 @@ cannot use a mouse would do it.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from e2e_helpers import accept_invite, create_invite
+from e2e_helpers import accept_invite, assert_accessible, create_invite, tab_until
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD
 from stack.runner import Stack
 
 pytestmark = pytest.mark.e2e
-
-# Debian's /usr/bin/chromium is a shell wrapper; Playwright needs the binary itself.
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", shutil.which("chromium") or "")
-
-
-def chromium_path() -> str:
-    for candidate in CHROMIUM_CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return candidate
-    raise RuntimeError("Debian's chromium is not installed; `make test` installs it (apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=chromium_path(),
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-dev-shm-usage"],
-        )
-        yield launched
-        launched.close()
-
-
-def axe_source() -> str:
-    """axe-core as bundled in the axe-playwright-python wheel (no npm registry)."""
-    import axe_playwright_python
-
-    return (Path(axe_playwright_python.__file__).parent / "axe.min.js").read_text()
-
-
-def assert_accessible(page: Page, what: str) -> None:
-    """Runs axe-core in the page (WCAG 2.0-2.2 A and AA rules); fails on any serious or
-    critical violation. ``page.evaluate`` runs outside the page's CSP, so the strict
-    policy stays on."""
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate(axe_source())
-    result = page.evaluate(
-        """() => axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})
-             .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))})))"""
-    )
-    serious = [v for v in result if v["impact"] in ("serious", "critical")]
-    assert serious == [], f"{what}: {serious}"
-
-
-def tab_until(page: Page, selector: str, limit: int = 20) -> None:
-    """Presses Tab until the focused element matches ``selector``."""
-    for _ in range(limit):
-        if page.evaluate("(s) => document.activeElement && document.activeElement.matches(s)", selector):
-            return
-        page.keyboard.press("Tab")
-    raise AssertionError(f"Tab never reached {selector}")
 
 
 def answer_current_question(page: Page) -> None:
