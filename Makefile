@@ -12,12 +12,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROTOS := $(wildcard proto/xlinterview/v1/*.proto)
 RUST_SOURCES := $(shell find core_rs/src -name '*.rs') core_rs/Cargo.toml Cargo.toml $(wildcard Cargo.lock)
 
-.PHONY: help install up test test-rust test-python proto check-prereqs clean bench-scorer bench-scorer-ab bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory bench-loop
+.PHONY: help install up retrain test test-rust test-python proto check-prereqs clean bench-scorer bench-scorer-ab bench-encoder bench-mohler bench-cat bench-core bench-load bench-gateway bench-mix check-wrk bench-memory bench-loop
 
 help:
 	@echo "make up     install everything and run the whole system on embedded PostgreSQL, Redis and Triton"
 	@echo "make test   install everything and run the Rust and Python tests"
 	@echo "make proto  regenerate the Python gRPC code from proto/"
+	@echo "make retrain  train the next free-text model on the graded answers and the reviewers' grades"
 	@echo "make clean  remove the virtual environment, build output and generated code (keeps .data/)"
 
 check-prereqs:
@@ -54,6 +55,15 @@ install: $(STAMPS)/install
 
 up: install
 	$(BIN)/xli-up
+
+# The learning loop: reviewers' grades of free-text answers (the review queue) join the project's
+# graded answers in training the next free-text model, written with its evaluation report to
+# .data/models/ (deploy/triton/README.md says how a new version is served). Reads DATABASE_URL,
+# else the embedded PostgreSQL of `make up`.
+retrain: install
+	@mkdir -p .data
+	$(BIN)/xli-export-reviews --out .data/reviews.jsonl
+	$(BIN)/python -m scorer.training train --features base --data scorer/training/datasets/excel_bank_graded.jsonl scorer/training/datasets/excel_toy_graded.jsonl .data/reviews.jsonl
 
 test-rust: install
 	cargo test --release --workspace
