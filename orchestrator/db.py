@@ -231,19 +231,14 @@ def score_from_json(data: dict[str, Any]) -> common_pb2.Score:
 
 _ANSWER_COLUMNS = "answer_id, session_id, item_id, item_version, position, answer, idempotency_key, submitted_at"
 
-# The newest score of the answer ``{answer}`` as (score_pb, score). The jsonb is only
-# fetched for rows stored before migration 0013, which have no serialised copy; decoding
-# it is the slow path.
-_NEWEST_SCORE_OF = (
-    "SELECT score_pb, CASE WHEN score_pb IS NULL THEN score END AS score FROM scores"
-    " WHERE answer_id = {answer} ORDER BY score_id DESC LIMIT 1"
-)
+# A stored score as (score_pb, score). The jsonb is only fetched for rows stored before
+# migration 0013, which have no serialised copy; decoding it is the slow path.
+_SCORE_COLUMNS = "score_pb, CASE WHEN score_pb IS NULL THEN score END AS score"
+# The newest score of the answer ``{answer}``: its current one.
+_NEWEST_SCORE_OF = f"SELECT {_SCORE_COLUMNS} FROM scores WHERE answer_id = {{answer}} ORDER BY score_id DESC LIMIT 1"
 # An answer's first score: what its submission answered, and so what a retry with the same
 # idempotency key returns, whatever a reviewer graded since (a later score row).
-_FIRST_SCORE = (
-    "SELECT score_pb, CASE WHEN score_pb IS NULL THEN score END AS score FROM scores"
-    " WHERE answer_id = $1 ORDER BY score_id LIMIT 1"
-)
+_FIRST_SCORE = f"SELECT {_SCORE_COLUMNS} FROM scores WHERE answer_id = $1 ORDER BY score_id LIMIT 1"
 
 # The answers of session {session}, in order, each with its newest score (``score_pb``, ``score``).
 _TURNS_OF = (
