@@ -104,13 +104,14 @@ _OWNED = (
 
 
 def _model_description(model: common_pb2.Score) -> str:
-    """Which model gave ``model``, as its provenance names it."""
+    """What gave ``model``: its models as its provenance names them, else its signals
+    (a rule, a guard), else its backend."""
     p = model.provenance
     if p.models:
         return ", ".join(p.models)
     if p.model_name:
         return f"{p.model_name}:{p.model_version}"
-    return p.backend or "unknown scorer"
+    return ", ".join(model.signals) or p.backend or "unknown scorer"
 
 
 def reviewer_grade(model: common_pb2.Score, value: float, comment: str, rubric_version: str) -> common_pb2.Score:
@@ -134,7 +135,7 @@ def reviewer_grade(model: common_pb2.Score, value: float, comment: str, rubric_v
         feedback=comment or model.feedback,
         evidence=[
             "graded by a reviewer",
-            f"the model gave {model.value:.2f} with confidence {model.confidence:.2f} ({_model_description(model)})",
+            f"the scorer gave {model.value:.2f} with confidence {model.confidence:.2f} ({_model_description(model)})",
         ],
         signals=[SIGNAL_REVIEW],
         provenance=common_pb2.ScoreProvenance(

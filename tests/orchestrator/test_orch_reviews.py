@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from orch_helpers import FakeScorer, good_answer, orchestrator_settings, rpc_error, serving_orchestrator, submit
 from orchestrator import export_reviews
+from orchestrator.reviews import reviewer_grade
 from orchestrator.bank import ChoiceItem, FormulaItem, FreeTextItem, NumericItem, load_bank
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
 from orchestrator.settings import DEFAULT_BANK_DIR
@@ -217,7 +218,7 @@ async def test_a_review_becomes_the_current_score(svc: Svc, scorer: FakeScorer, 
     assert (grade.provenance.backend, grade.provenance.model_name) == ("human", "")
     assert grade.provenance.code_version.startswith("xlinterview ")
     # The candidate's views show the current score: nothing in it is for staff only.
-    assert list(grade.evidence) == ["graded by a reviewer", "the model gave 0.40 with confidence 0.31 (fake:1)"]
+    assert list(grade.evidence) == ["graded by a reviewer", "the scorer gave 0.40 with confidence 0.31 (fake:1)"]
     assert not any("Rita" in line or "unsure" in line for line in [*grade.evidence, grade.feedback])
     assert task.model_score.value == pytest.approx(MODEL_VALUE) and list(task.model_score.signals) == ["test.fake_scorer"]
     assert task.reviewer_user_id == reviewer.user_id and task.reviewed_at.seconds > 0
@@ -447,3 +448,20 @@ def test_export_says_when_postgresql_is_unreachable(
     assert export_reviews.main(["--out", str(tmp_path / "x.jsonl")]) == 1
     assert "cannot export" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_grade_over_a_rule_names_the_rule_that_scored() -> None:
+    guarded = common_pb2.Score(
+        value=0.0,
+        confidence=1.0,
+        feedback="This does not look like English.",
+        signals=["guard:non_english"],
+        provenance=common_pb2.ScoreProvenance(backend="rule"),
+        needs_review=True,
+        review_reason="the non-english rule zeroed it; a person should confirm",
+    )
+    grade = reviewer_grade(guarded, 0.6, "", "explain-lookup@v1")
+    assert list(grade.evidence) == ["graded by a reviewer", "the scorer gave 0.00 with confidence 1.00 (guard:non_english)"]
+    # No comment: the scorer's feedback stays; nothing about the flag goes with the grade.
+    assert grade.feedback == "This does not look like English." and "non-english rule" not in str(grade)
+    assert grade.provenance.rubric_version == "explain-lookup@v1" and not grade.needs_review
