@@ -18,9 +18,9 @@ import pytest_asyncio
 
 from orch_helpers import FakeScorer, good_answer, orchestrator_settings, rpc_error, serving_orchestrator, submit
 from orchestrator import export_reviews
-from orchestrator.reviews import reviewer_grade
 from orchestrator.bank import ChoiceItem, FormulaItem, FreeTextItem, NumericItem, load_bank
 from orchestrator.identity import DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, IdentitySettings
+from orchestrator.reviews import reviewer_grade
 from orchestrator.settings import DEFAULT_BANK_DIR
 from scorer.training.data import load_jsonl_files
 from xlinterview.v1 import admin_pb2 as apb
