@@ -55,7 +55,7 @@
   }
 
   function renderModelScore(task, into) {
-    into.append(text("h3", "The model's score"));
+    into.append(text("h3", "The scorer's score"));
     const score = task.model_score;
     if (!score) {
       into.append(text("p", "Not scored yet: it can be graded once the scorer has scored it.", "muted"));
